@@ -1,0 +1,128 @@
+#pragma once
+// Any denoiser: a callable (x_t, time, condition) → prediction, with its prediction type declared.
+//
+//   auto model = scoreflow::denoiser([&](const T& x, scoreflow::Timestep t, const Cond& c) {...},
+//                                    scoreflow::Parameterization::noise);
+//
+// `time` is `Timestep` under a diffusion schedule and `FlowTime` under a flow schedule.
+#include <concepts>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "scoreflow/errors.hpp"
+#include "scoreflow/prediction.hpp"
+#include "scoreflow/tensor.hpp"
+#include "scoreflow/time_grid.hpp"
+
+namespace scoreflow {
+
+/// The condition of an unconditional model.
+struct NoCondition {
+  friend bool operator==(NoCondition, NoCondition) = default;
+};
+
+/// Specialise with `static C concat(std::span<const C>)` (batch-axis concatenation) to let
+/// guidance and combiners evaluate several conditions in one model call. Without it, they make
+/// one call per condition. Tensors (e.g. one-hot classes N×10, text embeddings N×77×4096) and
+/// NoCondition concatenate out of the box.
+template <class C>
+struct condition_traits {};
+
+template <>
+struct condition_traits<NoCondition> {
+  static NoCondition concat(std::span<const NoCondition>) { return {}; }
+};
+
+template <Tensor C>
+struct condition_traits<C> {
+  static C concat(std::span<const C> parts) { return ops::concat_batch(parts); }
+};
+
+template <class C>
+concept ConcatenableCondition = requires(std::span<const C> parts) {
+  { condition_traits<C>::concat(parts) } -> std::same_as<C>;
+};
+
+template <class F>
+struct Denoiser {
+  F fn;
+  Parameterization prediction;
+  VarianceOutput variance = VarianceOutput::none;
+};
+
+template <class F>
+Denoiser<F> denoiser(F fn, Parameterization prediction, VarianceOutput variance = VarianceOutput::none) {
+  return {std::move(fn), prediction, variance};
+}
+
+/// A denoiser usable with tensors T, time type Time and condition type C.
+template <class M, class T, class Time, class C>
+concept DenoiserFor = Tensor<T> && requires(M& m, const T& x, Time t, const C& c) {
+  { m.fn(x, t, c) } -> std::convertible_to<T>;
+  { m.prediction } -> std::convertible_to<Parameterization>;
+  { m.variance } -> std::convertible_to<VarianceOutput>;
+};
+
+/// Where a model call happens, for error messages.
+struct CallSite {
+  std::size_t step;
+  double time;
+};
+
+namespace detail {
+inline double time_value(Timestep t) { return t.value; }
+inline double time_value(FlowTime t) { return t.value; }
+
+template <Tensor T>
+Prediction<T> check_and_wrap(T out, const Shape& in_shape, Parameterization kind, VarianceOutput variance,
+                             const CallSite& site, bool check_finite) {
+  Shape expected = in_shape;
+  if (variance == VarianceOutput::learned_range) expected.at(1) *= 2;
+  if (ops::shape(out) != expected) {
+    std::string got, want;
+    for (auto v : ops::shape(out)) got += std::to_string(v) + " ";
+    for (auto v : expected) want += std::to_string(v) + " ";
+    throw shape_error(concat("denoiser at step ", site.step, " (t = ", site.time, ") returned shape [ ", got,
+                             "], expected [ ", want, "]"));
+  }
+  if (check_finite && !ops::all_finite(out))
+    throw non_finite_error(concat("denoiser at step ", site.step, " (t = ", site.time,
+                                  ") returned non-finite values (NaN or inf)"));
+  if (variance == VarianceOutput::learned_range) {
+    auto [value, var] = ops::split_channels(out, in_shape.at(1));
+    return {std::move(value), kind, std::move(var)};
+  }
+  return {std::move(out), kind, std::nullopt};
+}
+}  // namespace detail
+
+/// Evaluates the model on inputs xs[i] with conditions conds[i] at one time: one batched call
+/// when the condition type concatenates, one call per input otherwise.
+template <Tensor T, class M, class Time, class C>
+std::vector<Prediction<T>> evaluate(M& model, const std::vector<T>& xs, Time time, const std::vector<C>& conds,
+                                    const CallSite& site, bool check_finite) {
+  std::vector<Prediction<T>> out;
+  if constexpr (ConcatenableCondition<C>) {
+    if (xs.size() > 1) {
+      const T x = ops::concat_batch(std::span<const T>(xs));
+      const C c = condition_traits<C>::concat(std::span<const C>(conds));
+      T y = model.fn(x, time, c);
+      const Shape in_shape = ops::shape(x);
+      auto whole = detail::check_and_wrap<T>(std::move(y), in_shape, model.prediction, model.variance, site, check_finite);
+      auto values = ops::split_batch(whole.value, static_cast<std::int64_t>(xs.size()));
+      std::vector<T> variances;
+      if (whole.variance) variances = ops::split_batch(*whole.variance, static_cast<std::int64_t>(xs.size()));
+      for (std::size_t i = 0; i < xs.size(); ++i)
+        out.push_back({std::move(values[i]), whole.kind,
+                       whole.variance ? std::optional<T>(std::move(variances[i])) : std::nullopt});
+      return out;
+    }
+  }
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    out.push_back(detail::check_and_wrap<T>(model.fn(xs[i], time, conds[i]), ops::shape(xs[i]), model.prediction,
+                                            model.variance, site, check_finite));
+  return out;
+}
+
+}  // namespace scoreflow

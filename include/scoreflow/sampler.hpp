@@ -1,0 +1,139 @@
+#pragma once
+// The sampler: Sampler<Schedule, Guidance, Combiner, Constraint> walks the schedule's grid with
+// any denoiser. DDPM/DDIM diffusion and flow-matching ODEs are instantiations of this one loop.
+//
+//   Sampler s{DiffusionSchedule{NoiseSchedule::cosine(), DiffusionGrid::strided(), DDPMStep{}},
+//             ClassifierFree{7.0, null_prompt}, SinglePrompt{prompt}};
+//   T image = s.sample(model, PureNoise<T>{prototype}, gen);
+#include <concepts>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "scoreflow/combiners.hpp"
+#include "scoreflow/constraints.hpp"
+#include "scoreflow/denoiser.hpp"
+#include "scoreflow/errors.hpp"
+#include "scoreflow/guidance.hpp"
+#include "scoreflow/random.hpp"
+#include "scoreflow/schedule.hpp"
+#include "scoreflow/starts.hpp"
+
+namespace scoreflow {
+
+/// What a step callback sees after each step (and once before the first, with step = 0).
+template <Tensor T>
+struct StepInfo {
+  std::size_t step;        ///< steps done so far
+  std::size_t total;       ///< steps in this run
+  std::size_t grid_index;  ///< where x now is on the grid
+  double time;             ///< Timestep value or flow time at grid_index
+  std::size_t model_calls; ///< model evaluations so far (a batched CFG call counts once)
+  const T& x;
+};
+
+/// A callback may return void or StepControl.
+enum class StepControl { proceed, stop };
+
+struct NoCallback {
+  template <class Info>
+  void operator()(const Info&) const {}
+};
+
+struct SamplerOptions {
+  bool check_finite = true;  ///< throw non_finite_error naming the step when NaN/inf appears
+};
+
+template <class Schedule, class Guidance = NoGuidance, class Combiner = SinglePrompt<NoCondition>,
+          class Constraint = Unconstrained>
+struct Sampler {
+  Schedule schedule;
+  Guidance guidance{};
+  Combiner combiner{};
+  Constraint constraint{};
+  SamplerOptions options{};
+
+  using time_type = typename Schedule::time_type;
+  using condition_type = std::remove_cvref_t<decltype(std::declval<const Combiner&>().conditions()[0])>;
+
+  /// Runs the loop and returns the final x. Throws `cancelled` if the callback returns stop.
+  template <Tensor T, class Model, class Start, class Callback = NoCallback>
+  T sample(Model& model, const Start& start, Generator& gen, Callback&& on_step = {}) const {
+    static_assert(ScheduleFor<Schedule, T>, "Schedule does not provide the schedule interface for this tensor type");
+    static_assert(DenoiserFor<Model, T, time_type, condition_type>,
+                  "the model must be a scoreflow::Denoiser whose fn(x, time, condition) returns the tensor type; "
+                  "time is scoreflow::Timestep for diffusion schedules and scoreflow::FlowTime for flow schedules");
+    // Policies that draw noise outside the model loop (constraints, re-noising) get their own
+    // stream, so adding or removing them does not shift the noise the steps see.
+    Generator policy_gen(gen.next_u64());
+    StartState<T> state = start.init(schedule, gen);
+    const std::size_t n = schedule.size();
+    if (state.index + 1 >= n)
+      throw invalid_option(detail::concat("i_start = ", state.index, ": must be below the last grid index ", n - 1));
+    constraint.check(state.x);
+    const auto path = constraint.path(n, state.index);
+
+    std::size_t step = 0, calls = 0;
+    auto predict = [&](const T& x, time_type time) -> Prediction<T> {
+      ++calls;
+      const CallSite site{step, detail::time_value(time)};
+      return combiner.combine(guidance(model, combiner.inputs(x), time, combiner.conditions(), site,
+                                       options.check_finite));
+    };
+    T x = std::move(state.x);
+    const std::size_t total = path.size() - 1;
+    if (report(on_step, StepInfo<T>{0, total, path[0], detail::time_value(schedule.time(path[0])), calls, x}))
+      throw cancelled("sampling cancelled by the step callback before step 1");
+    for (std::size_t k = 0; k + 1 < path.size(); ++k) {
+      step = k + 1;
+      const std::size_t from = path[k], to = path[k + 1];
+      if (to == from + 1) {
+        x = schedule.step(x, from, predict, gen);
+        x = constraint.apply(std::move(x), to, schedule, policy_gen);
+      } else {
+        x = schedule.renoise(x, from, to, ops::randn_like(x, policy_gen));
+      }
+      if (options.check_finite && !ops::all_finite(x))
+        throw non_finite_error(detail::concat("sampler step ", step, " (grid index ", from, " -> ", to,
+                                              ", t = ", detail::time_value(schedule.time(to)),
+                                              ") produced non-finite values"));
+      if (report(on_step, StepInfo<T>{step, total, to, detail::time_value(schedule.time(to)), calls, x}))
+        throw cancelled(detail::concat("sampling cancelled by the step callback after step ", step, " of ", total));
+    }
+    return x;
+  }
+
+ private:
+  template <class Callback, class Info>
+  static bool report(Callback& cb, const Info& info) {
+    if constexpr (std::is_same_v<std::invoke_result_t<Callback&, const Info&>, StepControl>) {
+      return cb(info) == StepControl::stop;
+    } else {
+      cb(info);
+      return false;
+    }
+  }
+};
+
+template <class S>
+Sampler(S) -> Sampler<S>;
+template <class S, class G>
+Sampler(S, G) -> Sampler<S, G>;
+template <class S, class G, class C>
+Sampler(S, G, C) -> Sampler<S, G, C>;
+template <class S, class G, class C, class K>
+Sampler(S, G, C, K) -> Sampler<S, G, C, K>;
+template <class S, class G, class C, class K>
+Sampler(S, G, C, K, SamplerOptions) -> Sampler<S, G, C, K>;
+
+/// A callback that keeps x every k steps (and the last), as the seed shows for §1.4.
+template <Tensor T>
+struct RecordEvery {
+  std::size_t every;
+  std::vector<T>* frames;
+  void operator()(const StepInfo<T>& info) const {
+    if (info.step % every == 0 || info.step == info.total) frames->push_back(info.x);
+  }
+};
+
+}  // namespace scoreflow

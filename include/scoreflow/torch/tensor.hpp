@@ -1,0 +1,111 @@
+#pragma once
+// LibTorch backend: `torch::Tensor` as a scoreflow tensor (any device, float or double).
+//
+// Only ATen is needed here, not the whole <torch/torch.h>; it builds measurably faster.
+// Noise drawn from scoreflow::Generator is made on the CPU and moved to the tensor's device, so
+// it is bit-identical to the xtensor path. For speed on a GPU, draw the start noise yourself.
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/types.h>
+
+#include "scoreflow/errors.hpp"
+#include "scoreflow/tensor.hpp"
+
+namespace scoreflow {
+
+template <>
+struct tensor_traits<torch::Tensor> {
+  using T = torch::Tensor;
+
+  static Shape shape(const T& x) { return Shape(x.sizes().begin(), x.sizes().end()); }
+  static T axpby(double a, const T& x, double b, const T& y) {
+    if (!x.sizes().equals(y.sizes())) throw shape_error("axpby: operands differ in shape");
+    return at::add(x * a, y, b);  // a·x + b·y in one kernel after the scale
+  }
+  static T scale(double a, const T& x) { return x * a; }
+  static T add_scalar(const T& x, double a) { return x + a; }
+  static T multiply(const T& x, const T& y) {
+    if (!x.sizes().equals(y.sizes())) throw shape_error("multiply: operands differ in shape");
+    return x * y;
+  }
+  static T exp(const T& x) { return x.exp(); }
+  static T randn_like(const T& x, Generator& gen) {
+    auto cpu = torch::empty(x.sizes(), torch::TensorOptions().dtype(torch::kFloat64));
+    gen.fill_normal(std::span<double>(cpu.data_ptr<double>(), static_cast<std::size_t>(cpu.numel())));
+    if (x.scalar_type() == torch::kFloat32) {
+      // Round through float exactly as the xtensor path does (double → float cast).
+      return cpu.to(torch::kFloat32).to(x.device());
+    }
+    return cpu.to(x.options());
+  }
+  static T concat_batch(std::span<const T> parts) {
+    if (parts.empty()) throw shape_error("concat_batch: no tensors given");
+    return torch::cat(std::vector<T>(parts.begin(), parts.end()), 0);
+  }
+  static std::vector<T> split_batch(const T& x, std::int64_t parts) {
+    const auto n = x.size(0);
+    if (parts <= 0 || n % parts != 0)
+      throw shape_error(detail::concat("split_batch: batch ", n, " is not divisible into ", parts));
+    return x.split(n / parts, 0);
+  }
+  static std::pair<T, T> split_channels(const T& x, std::int64_t first) {
+    if (x.dim() < 2 || first <= 0 || first >= x.size(1))
+      throw shape_error(detail::concat("split_channels: cannot split axis 1 at ", first));
+    return {x.narrow(1, 0, first), x.narrow(1, first, x.size(1) - first)};
+  }
+  static T permute_pixels(const T& x, const std::vector<std::int64_t>& index) {
+    if (x.dim() < 2) throw shape_error("permute_pixels: needs at least two axes");
+    const auto plane = x.size(-2) * x.size(-1);
+    if (static_cast<std::int64_t>(index.size()) != plane)
+      throw shape_error("permute_pixels: index size differs from H·W");
+    auto idx = torch::tensor(index, torch::TensorOptions().dtype(torch::kLong)).to(x.device());
+    return x.flatten(-2).index_select(-1, idx).view(x.sizes());
+  }
+  static T blur(const T& x, const std::vector<double>& kernel) {
+    if (x.dim() < 2) throw shape_error("blur: needs at least two axes");
+    const auto k = static_cast<std::int64_t>(kernel.size());
+    const auto half = k / 2;
+    const auto h = x.size(-2), w = x.size(-1);
+    if (half >= h || half >= w)
+      throw shape_error(detail::concat("blur: kernel size ", k,
+                                       " needs an image larger than half of it; got ", h, "x", w));
+    // As torchvision's gaussian_blur: reflect padding, then a depthwise convolution with the
+    // separable kernel (applied as two 1-D passes; the same products, in a different order).
+    auto planes = x.reshape({-1, 1, h, w});
+    auto k1 = torch::tensor(kernel, torch::TensorOptions().dtype(torch::kFloat64)).to(x.options());
+    auto padded = at::reflection_pad2d(planes, {half, half, half, half});
+    auto rows = at::conv2d(padded, k1.view({1, 1, 1, k}));
+    auto both = at::conv2d(rows, k1.view({1, 1, k, 1}));
+    return both.reshape(x.sizes());
+  }
+  static bool all_finite(const T& x) { return x.isfinite().all().item<bool>(); }
+  static std::vector<double> abs_quantile_per_sample(const T& x, double q) {
+    auto s = at::quantile(x.reshape({x.size(0), -1}).abs().to(torch::kFloat64), q, 1).cpu();
+    return std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+  }
+  static T clamp_divide_per_sample(const T& x, const std::vector<double>& s) {
+    if (static_cast<std::int64_t>(s.size()) != x.size(0))
+      throw shape_error("clamp_divide_per_sample: one bound per sample needed");
+    Shape view(static_cast<std::size_t>(x.dim()), 1);
+    view[0] = x.size(0);
+    auto bound = torch::tensor(s, torch::TensorOptions().dtype(torch::kFloat64)).to(x.options()).view(view);
+    return at::maximum(at::minimum(x, bound), -bound) / bound;
+  }
+  static std::vector<double> to_vector(const T& x) {
+    auto c = x.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  }
+  static T from_vector(const std::vector<double>& values, const Shape& shape, const T& like) {
+    auto t = torch::tensor(values, torch::TensorOptions().dtype(torch::kFloat64));
+    if (t.numel() != c10::multiply_integers(shape)) throw shape_error("from_vector: value count differs from shape");
+    return t.view(shape).to(like.options());
+  }
+};
+
+static_assert(Tensor<torch::Tensor>);
+
+}  // namespace scoreflow
