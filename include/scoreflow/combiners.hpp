@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "scoreflow/denoiser.hpp"
 #include "scoreflow/errors.hpp"
 #include "scoreflow/filters.hpp"
 #include "scoreflow/prediction.hpp"

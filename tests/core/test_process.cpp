@@ -1,0 +1,59 @@
+#include <cmath>
+
+#include "backends.hpp"
+
+using namespace scoreflow;
+using sftest::make;
+
+TEST_CASE_TEMPLATE("diffusion process: forward, one-step estimate and conversions", T, SCOREFLOW_BACKENDS) {
+  const double tol = sftest::tolerance<T>() * 10;
+  const T x0 = make<T>({0.5, -0.25, 1.0, 0.0}, {1, 1, 2, 2});
+  const T eps = make<T>({1.0, 2.0, -1.0, 0.3}, {1, 1, 2, 2});
+  const double a = 0.3;
+  // Seed §1.1: x_t = √ā x₀ + √(1−ā) ε, elementwise.
+  const T xt = diffusion::forward(x0, a, eps);
+  auto v = ops::to_vector(xt);
+  CHECK(v[0] == doctest::Approx(std::sqrt(0.3) * 0.5 + std::sqrt(0.7) * 1.0));
+  // Seed §1.3: the one-step estimate inverts it exactly given the true noise.
+  CHECK(sftest::max_abs_diff(diffusion::sample_from_noise(xt, eps, a), x0) < tol);
+  CHECK(sftest::max_abs_diff(diffusion::noise_from_sample(xt, x0, a), eps) < tol);
+  // v-prediction round trips.
+  const T vel = diffusion::velocity_from(eps, x0, a);
+  CHECK(sftest::max_abs_diff(diffusion::sample_from_velocity(xt, vel, a), x0) < tol);
+  CHECK(sftest::max_abs_diff(diffusion::noise_from_velocity(xt, vel, a), eps) < tol);
+  // Any declared parameterization gives the same x₀ and ε.
+  for (auto [kind, value] : {std::pair{Parameterization::noise, eps}, {Parameterization::sample, x0},
+                             {Parameterization::velocity, vel}}) {
+    const Prediction<T> p{value, kind};
+    CHECK(sftest::max_abs_diff(diffusion::to_sample(p, xt, a), x0) < tol);
+    CHECK(sftest::max_abs_diff(diffusion::to_noise(p, xt, a), eps) < tol);
+  }
+}
+
+TEST_CASE_TEMPLATE("flow process: x_t = (1 − t) x₀ + t x₁ and velocity conversions", T, SCOREFLOW_BACKENDS) {
+  const double tol = sftest::tolerance<T>() * 10;
+  const T data = make<T>({0.5, -0.25, 1.0, 0.0}, {1, 1, 2, 2});
+  const T noise = make<T>({1.0, 2.0, -1.0, 0.3}, {1, 1, 2, 2});
+  const double t = 0.3;
+  const T xt = flow::forward(data, t, noise);
+  CHECK(ops::to_vector(xt)[0] == doctest::Approx(0.7 * 1.0 + 0.3 * 0.5));
+  const T u = ops::sub(data, noise);  // seed Part B §2: u = x₁ − x₀
+  for (auto [kind, value] : {std::pair{Parameterization::velocity, u}, {Parameterization::sample, data},
+                             {Parameterization::noise, noise}}) {
+    CHECK(sftest::max_abs_diff(flow::to_velocity(Prediction<T>{value, kind}, xt, t), u) < tol);
+  }
+  CHECK(sftest::max_abs_diff(flow::data_from_velocity(xt, u, t), data) < tol);
+  CHECK(sftest::max_abs_diff(flow::noise_from_velocity(xt, u, t), noise) < tol);
+}
+
+TEST_CASE_TEMPLATE("dynamic thresholding as DeepFloyd IF (ratio 0.95, max 1.5)", T, SCOREFLOW_BACKENDS) {
+  // Sample 0 is inside [−1, 1]: s clamps to 1, nothing changes. Sample 1 has |x| quantile 3 → s = 1.5.
+  std::vector<double> v = {0.1, -0.9, 0.5, 0.2, 3, -3, 3, 3};
+  const T x = make<T>(v, {2, 1, 2, 2});
+  auto y = ops::to_vector(DynamicThreshold{}(x));
+  CHECK(y[1] == doctest::Approx(-0.9).epsilon(1e-6));
+  CHECK(y[4] == doctest::Approx(1.0));
+  CHECK(y[5] == doctest::Approx(-1.0));
+  CHECK_THROWS_WITH_AS(DynamicThreshold(1.5), doctest::Contains("ratio = 1.5"), invalid_option);
+  CHECK_THROWS_WITH_AS(DynamicThreshold(0.95, 0.5), doctest::Contains("max_value = 0.5"), invalid_option);
+}
