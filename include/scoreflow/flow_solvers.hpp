@@ -34,17 +34,19 @@ struct Midpoint {
   }
 };
 
-/// Heun (trapezoidal predictor–corrector): two calls, second order. The step that ends at t = 1
-/// is an Euler step, as k-diffusion does at σ = 0: a velocity converted from a data or noise
-/// prediction is undefined there (and one first-order step keeps the global order 2).
+/// Heun (trapezoidal predictor–corrector): two calls, second order. By default the step that ends
+/// at t = 1 is an Euler step, as k-diffusion does at σ = 0: a velocity converted from a data or
+/// noise prediction is undefined there (one first-order step keeps the global order 2). A true
+/// velocity model is defined at t = 1; set `euler_last_step = false` to correct that step too.
 struct Heun {
   static constexpr int calls_per_step = 2;
+  bool euler_last_step = true;
   template <Tensor T, class Predict>
   T operator()(const T& x, FlowTime t, FlowTime t_next, Predict&& predict) const {
     const double h = t_next.value - t.value;
     const T u0 = detail::velocity(predict, x, t.value);
     const T euler = ops::axpby(1.0, x, h, u0);
-    if (t_next.value >= 1.0) return euler;
+    if (euler_last_step && t_next.value >= 1.0) return euler;
     const T u1 = detail::velocity(predict, euler, t_next.value);
     return ops::axpby(1.0, x, 0.5 * h, ops::add(u0, u1));
   }

@@ -57,16 +57,20 @@ struct Sampler {
   using condition_type = std::remove_cvref_t<decltype(std::declval<const Combiner&>().conditions()[0])>;
 
   /// Runs the loop and returns the final x. Throws `cancelled` if the callback returns stop.
-  template <Tensor T, class Model, class Start, class Callback = NoCallback>
-  T sample(Model& model, const Start& start, Generator& gen, Callback&& on_step = {}) const {
+  template <class Model, class Start, class Callback = NoCallback>
+  typename Start::tensor_type sample(Model& model, const Start& start, Generator& gen, Callback&& on_step = {}) const {
+    using T = typename Start::tensor_type;
     static_assert(ScheduleFor<Schedule, T>, "Schedule does not provide the schedule interface for this tensor type");
     static_assert(DenoiserFor<Model, T, time_type, condition_type>,
                   "the model must be a scoreflow::Denoiser whose fn(x, time, condition) returns the tensor type; "
                   "time is scoreflow::Timestep for diffusion schedules and scoreflow::FlowTime for flow schedules");
-    // Policies that draw noise outside the model loop (constraints, re-noising) get their own
-    // stream, so adding or removing them does not shift the noise the steps see.
+    // The start, and policies that draw noise outside the steps (constraints, re-noising), get
+    // streams of their own split off `gen`, so changing them never shifts the noise the steps see:
+    // SDEdit from i equals the plain loop from forward(x, t_i), inpainting with m = 1 equals no
+    // inpainting, for the same seed.
+    Generator start_gen(gen.next_u64());
     Generator policy_gen(gen.next_u64());
-    StartState<T> state = start.init(schedule, gen);
+    StartState<T> state = start.init(schedule, start_gen);
     const std::size_t n = schedule.size();
     if (state.index + 1 >= n)
       throw invalid_option(detail::concat("i_start = ", state.index, ": must be below the last grid index ", n - 1));

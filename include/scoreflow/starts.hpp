@@ -17,6 +17,7 @@ struct StartState {
 /// Pure Gaussian noise at grid index 0 (seed §1.5; Part B §2.3), shaped like `prototype`.
 template <Tensor T>
 struct PureNoise {
+  using tensor_type = T;
   T prototype;
   template <class Schedule>
   StartState<T> init(const Schedule&, Generator& gen) const { return {ops::randn_like(prototype, gen), 0}; }
@@ -25,6 +26,7 @@ struct PureNoise {
 /// SDEdit (Meng et al. 2022; seed §1.7): the original noised to grid index `i_start`.
 template <Tensor T>
 struct SDEdit {
+  using tensor_type = T;
   T original;
   std::size_t i_start;
   template <class Schedule>
@@ -36,6 +38,7 @@ struct SDEdit {
 /// A given noisy image at grid index `index`: the seed's iterative_denoise(im_noisy, i_start) (§1.4).
 template <Tensor T>
 struct FromState {
+  using tensor_type = T;
   T x;
   std::size_t index;
   template <class Schedule>

@@ -1,0 +1,179 @@
+// Exact invariances of guidance, combiners, constraints and starts, and the sampler's contract
+// (callbacks, cancellation, non-finite detection, validation).
+#include <cmath>
+
+#include "backends.hpp"
+#include "oracles.hpp"
+
+using namespace scoreflow;
+using sftest::make;
+
+namespace {
+constexpr std::int64_t kB = 6;
+
+template <class T>
+T class_means() {  // a "prompt": one mean per sample
+  return make<T>({0.5, -0.5, 1.0, 0.2, -1.0, 0.0}, {kB, 1, 1, 1});
+}
+template <class T>
+T image_proto() { return sftest::zeros<T>({kB, 1, 8, 8}); }
+
+template <class T>
+auto cosine_ddpm() { return DiffusionSchedule<DDPMStep>{NoiseSchedule::cosine(), DiffusionGrid::strided(990, 90)}; }
+}  // namespace
+
+TEST_CASE_TEMPLATE("CFG: γ = 1 equals the conditional model; batched in one call when possible", T, SCOREFLOW_BACKENDS) {
+  int calls = 0;
+  auto model = denoiser(sftest::GaussianDiffusion{NoiseSchedule::cosine(), 0.0, 0.4, &calls}, Parameterization::noise);
+  const T cond = class_means<T>(), uncond = sftest::zeros<T>({kB, 1, 1, 1});
+  Generator g1(10), g2(10);
+  const T plain = Sampler{cosine_ddpm<T>(), NoGuidance{}, SinglePrompt<T>{cond}}.sample(model, PureNoise<T>{image_proto<T>()}, g1);
+  calls = 0;
+  Sampler cfg1{cosine_ddpm<T>(), ClassifierFree<T>{1.0, uncond}, SinglePrompt<T>{cond}};
+  const T guided = cfg1.sample(model, PureNoise<T>{image_proto<T>()}, g2);
+  CHECK(sftest::max_abs_diff(plain, guided) <= sftest::tolerance<T>());
+  CHECK(calls == 11);  // 11 steps, cond + uncond in one batched call each
+
+  // γ = 0 is the unconditional model; larger γ pushes samples past the conditional mean.
+  Generator g3(10), g4(10);
+  const T unc = Sampler{cosine_ddpm<T>(), NoGuidance{}, SinglePrompt<T>{uncond}}.sample(model, PureNoise<T>{image_proto<T>()}, g3);
+  const T cfg0 = Sampler{cosine_ddpm<T>(), ClassifierFree<T>{0.0, uncond}, SinglePrompt<T>{cond}}.sample(
+      model, PureNoise<T>{image_proto<T>()}, g4);
+  CHECK(sftest::max_abs_diff(unc, cfg0) <= sftest::tolerance<T>());
+  CHECK_THROWS_WITH_AS(ClassifierFree<T>(std::nan(""), uncond), doctest::Contains("gamma = nan"), invalid_option);
+  CHECK_THROWS_WITH_AS(ClassifierFree<T>(INFINITY, uncond), doctest::Contains("gamma = inf"), invalid_option);
+}
+
+TEST_CASE("CFG: a condition type that cannot be concatenated costs two calls per step") {
+  using T = xt::xarray<double>;
+  int calls = 0;
+  sftest::GaussianDiffusion oracle{NoiseSchedule::cosine(), 0.0, 0.4, &calls};
+  auto model = denoiser([&](const T& x, Timestep t, double mean) {
+    return oracle.answer(x, t, std::vector<double>(static_cast<std::size_t>(ops::batch_size(x)), mean));
+  }, Parameterization::noise);
+  Generator gen(1);
+  Sampler cfg{cosine_ddpm<T>(), ClassifierFree<double>{5.0, 0.0}, SinglePrompt<double>{0.7}};
+  const T x = cfg.sample(model, PureNoise<T>{image_proto<T>()}, gen);
+  CHECK(calls == 22);
+  // Guidance γ = 5 toward mean 0.7 from 0: the samples' mean moves well past 0.7 (x₀-space extrapolation).
+  CHECK(sftest::moments(x).mean > 0.7);
+}
+
+TEST_CASE_TEMPLATE("combiners: a prompt combined with itself equals plain sampling", T, SCOREFLOW_BACKENDS) {
+  int calls = 0;
+  auto model = denoiser(sftest::GaussianDiffusion{NoiseSchedule::cosine(), 0.0, 0.4, &calls}, Parameterization::noise);
+  const T cond = class_means<T>(), uncond = sftest::zeros<T>({kB, 1, 1, 1});
+  const auto schedule = cosine_ddpm<T>();
+  const ClassifierFree<T> cfg{3.0, uncond};
+  auto run = [&](auto combiner) {
+    Generator gen(20);
+    return Sampler{schedule, cfg, combiner}.sample(model, PureNoise<T>{image_proto<T>()}, gen);
+  };
+  const T plain = run(SinglePrompt<T>{cond});
+  SUBCASE("anagram with identity views") {
+    calls = 0;
+    const T a = run(Anagram<T>({{cond, View::identity()}, {cond, View::identity()}}));
+    CHECK(sftest::max_abs_diff(plain, a) <= sftest::tolerance<T>());
+    CHECK(calls == 11);  // 2 prompts × (cond + uncond) in one call per step
+  }
+  SUBCASE("anagram with views the oracle is equivariant to (it is pixelwise)") {
+    const T a = run(Anagram<T>({{cond, View::flip_vertical()}, {cond, View::rotate90()}, {cond, View::transpose()}}));
+    CHECK(sftest::max_abs_diff(plain, a) <= sftest::tolerance<T>());
+  }
+  SUBCASE("hybrid of one prompt: low pass + high pass") {
+    const T h = run(Factorized<T>::hybrid(cond, cond, GaussianBlur(7, 2.0)));
+    CHECK(sftest::max_abs_diff(plain, h) <= 10 * sftest::tolerance<T>());
+  }
+  SUBCASE("filters that do not sum to the identity are refused") {
+    CHECK_THROWS_WITH_AS(Factorized<T>({{cond, Filter::low_pass()}, {cond, Filter::low_pass()}}),
+                         doctest::Contains("sum to the identity"), invalid_option);
+  }
+}
+
+TEST_CASE_TEMPLATE("anagram: the flipped prompt's answer is flipped back (seed §1.8)", T, SCOREFLOW_BACKENDS) {
+  // A denoiser that answers with its own input as "noise" and marks the top row: the combined
+  // prediction is the average of the identity answer and the flip∘model∘flip answer.
+  const std::vector<double> img = {1, 2, 3, 4, 5, 6};
+  const T x = make<T>(img, {1, 1, 3, 2});
+  auto model = denoiser([](const T& in, Timestep, const T& c) { return ops::multiply(in, c); }, Parameterization::noise);
+  const T c1 = sftest::full<T>({1, 1, 3, 2}, 1.0), c2 = sftest::full<T>({1, 1, 3, 2}, 3.0);
+  Anagram<T> anagram({{c1, View::identity()}, {c2, View::flip_vertical()}});
+  auto answers = NoGuidance{}(model, anagram.inputs(x), Timestep{0}, anagram.conditions(), CallSite{0, 0}, true);
+  const auto combined = ops::to_vector(anagram.combine(std::move(answers)).value);
+  for (std::size_t i = 0; i < img.size(); ++i) CHECK(combined[i] == doctest::Approx((img[i] + 3 * img[i]) / 2));
+}
+
+TEST_CASE_TEMPLATE("inpainting: m = 1 is unconstrained, m = 0 returns the original (seed §1.7.2)", T, SCOREFLOW_BACKENDS) {
+  auto model = denoiser(sftest::GaussianDiffusion{NoiseSchedule::cosine(), 0.2, 0.4}, Parameterization::noise);
+  std::vector<double> pixels(kB * 64);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = std::cos(0.3 * static_cast<double>(i));
+  const T original = make<T>(pixels, {kB, 1, 8, 8});
+  const T ones = sftest::full<T>({kB, 1, 8, 8}, 1.0), zeros = sftest::zeros<T>({kB, 1, 8, 8});
+  // A grid ending at −1 (clean): forward(x_orig, −1) is x_orig itself.
+  const DiffusionSchedule<DDPMStep> schedule{NoiseSchedule::cosine(), DiffusionGrid::spaced(20)};
+  Generator g1(30), g2(30), g3(30);
+  const T plain = Sampler{schedule}.sample(model, PureNoise<T>{original}, g1);
+  const T all_new = Sampler{schedule, NoGuidance{}, SinglePrompt{}, Inpaint<T>{original, ones}}.sample(
+      model, PureNoise<T>{original}, g2);
+  CHECK(sftest::max_abs_diff(plain, all_new) <= sftest::tolerance<T>());
+  const T all_kept = Sampler{schedule, NoGuidance{}, SinglePrompt{}, Inpaint<T>{original, zeros}}.sample(
+      model, PureNoise<T>{original}, g3);
+  CHECK(sftest::max_abs_diff(all_kept, original) <= sftest::tolerance<T>());
+
+  // On the seed's grid ending at t = 0 the kept region is the original noised to t = 0.
+  Generator g4(31);
+  const T seed_grid = Sampler{cosine_ddpm<T>(), NoGuidance{}, SinglePrompt{}, Inpaint<T>{original, zeros}}.sample(
+      model, PureNoise<T>{original}, g4);
+  const double sd = std::sqrt(1 - NoiseSchedule::cosine().alpha_bar(0));
+  CHECK(sftest::max_abs_diff(seed_grid, ops::scale(std::sqrt(NoiseSchedule::cosine().alpha_bar(0)), original)) < 6 * sd);
+
+  CHECK_THROWS_AS(Inpaint<T>(original, sftest::zeros<T>({kB, 1, 8, 7})), shape_error);
+  CHECK_THROWS_WITH_AS(Inpaint<T>(original, ones, RePaint{0, 1}), doctest::Contains("jump_length = 0"), invalid_option);
+}
+
+TEST_CASE_TEMPLATE("RePaint: jump schedule and resampling keep the known region", T, SCOREFLOW_BACKENDS) {
+  const T img = sftest::full<T>({1, 1, 4, 4}, 0.5), mask = sftest::zeros<T>({1, 1, 4, 4});
+  // n = 6 grid points from 0, jump length 2, 2 samples per jump (RePaint's get_schedule_jump).
+  CHECK(Inpaint<T>(img, mask, RePaint{2, 2}).path(6, 0) ==
+        std::vector<std::size_t>{0, 1, 2, 3, 2, 1, 2, 3, 4, 5, 4, 3, 4, 5});
+  CHECK(Inpaint<T>(img, mask, RePaint{1, 1}).path(4, 1) == std::vector<std::size_t>{1, 2, 3});
+  auto model = denoiser(sftest::GaussianFlow{0.0, 1.0}, Parameterization::velocity);
+  Generator gen(1);
+  std::size_t steps = 0;
+  const T out = Sampler{FlowSchedule<Euler>{FlowGrid::uniform(10)}, NoGuidance{}, SinglePrompt{},
+                        Inpaint<T>{img, mask, RePaint{3, 3}}}
+                    .sample(model, PureNoise<T>{img}, gen, [&](const StepInfo<T>& info) { steps = info.total; });
+  CHECK(steps > 10);
+  CHECK(sftest::max_abs_diff(out, img) <= sftest::tolerance<T>());
+}
+
+TEST_CASE_TEMPLATE("re-noising has the marginal of the noisier grid point", T, SCOREFLOW_BACKENDS) {
+  const T data = sftest::full<T>({4000, 1, 1, 1}, 0.5);
+  const DiffusionSchedule<DDPMStep> diff{NoiseSchedule::cosine(), DiffusionGrid::strided()};
+  const FlowSchedule<Euler> flow{FlowGrid::uniform(10)};
+  Generator gen(2);
+  const T d = diff.renoise(diff.forward(data, 20, ops::randn_like(data, gen)), 20, 5, ops::randn_like(data, gen));
+  const double a5 = diff.alpha_bar(5);
+  CHECK(sftest::moments(d).mean == doctest::Approx(0.5 * std::sqrt(a5)).epsilon(0.1));
+  CHECK(sftest::moments(d).variance == doctest::Approx(1 - a5).epsilon(0.1));
+  const T f = flow.renoise(flow.forward(data, 8, ops::randn_like(data, gen)), 8, 3, ops::randn_like(data, gen));
+  CHECK(sftest::moments(f).mean == doctest::Approx(0.5 * 0.3).epsilon(0.15));
+  CHECK(sftest::moments(f).variance == doctest::Approx(0.49).epsilon(0.1));
+}
+
+TEST_CASE_TEMPLATE("SDEdit equals the iterative denoiser started from the noised original (seed §1.7)", T, SCOREFLOW_BACKENDS) {
+  auto model = denoiser(sftest::GaussianDiffusion{NoiseSchedule::cosine(), 0.2, 0.4}, Parameterization::noise);
+  const auto schedule = cosine_ddpm<T>();  // stochastic DDPM steps: the step noise must match too
+  const T original = sftest::full<T>({2, 1, 8, 8}, 0.7);
+  for (std::size_t i_start : {1u, 3u, 5u, 7u, 10u}) {
+    CAPTURE(i_start);
+    Generator g1(40), g2(40);
+    const T sdedit = Sampler{schedule}.sample(model, SDEdit<T>{original, i_start}, g1);
+    // The start's stream is the first split of the caller's generator.
+    Generator probe(40);
+    Generator start_stream(probe.next_u64());
+    const T noisy = schedule.forward(original, i_start, ops::randn_like(original, start_stream));
+    const T iterative = Sampler{schedule}.sample(model, FromState<T>{noisy, i_start}, g2);
+    CHECK(sftest::max_abs_diff(sdedit, iterative) <= sftest::tolerance<T>());
+  }
+}
