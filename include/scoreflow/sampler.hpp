@@ -68,12 +68,12 @@ struct Sampler {
     // streams of their own split off `gen`, so changing them never shifts the noise the steps see:
     // SDEdit from i equals the plain loop from forward(x, t_i), inpainting with m = 1 equals no
     // inpainting, for the same seed.
+    const std::size_t n = schedule.size();
+    if (start.index() + 1 >= n)
+      throw invalid_option(detail::concat("i_start = ", start.index(), ": must be below the last grid index ", n - 1));
     Generator start_gen(gen.next_u64());
     Generator policy_gen(gen.next_u64());
     StartState<T> state = start.init(schedule, start_gen);
-    const std::size_t n = schedule.size();
-    if (state.index + 1 >= n)
-      throw invalid_option(detail::concat("i_start = ", state.index, ": must be below the last grid index ", n - 1));
     constraint.check(state.x);
     const auto path = constraint.path(n, state.index);
 

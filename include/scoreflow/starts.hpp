@@ -1,5 +1,6 @@
 #pragma once
-// Starts: where sampling begins (a tensor and a grid index).
+// Starts: where sampling begins (a tensor and a grid index). `index()` is known before any
+// noise is drawn, so the sampler validates it against the grid first.
 #include <cstddef>
 
 #include "scoreflow/errors.hpp"
@@ -19,6 +20,7 @@ template <Tensor T>
 struct PureNoise {
   using tensor_type = T;
   T prototype;
+  [[nodiscard]] std::size_t index() const { return 0; }
   template <class Schedule>
   StartState<T> init(const Schedule&, Generator& gen) const { return {ops::randn_like(prototype, gen), 0}; }
 };
@@ -29,6 +31,7 @@ struct SDEdit {
   using tensor_type = T;
   T original;
   std::size_t i_start;
+  [[nodiscard]] std::size_t index() const { return i_start; }
   template <class Schedule>
   StartState<T> init(const Schedule& s, Generator& gen) const {
     return {s.forward(original, i_start, ops::randn_like(original, gen)), i_start};
@@ -40,9 +43,10 @@ template <Tensor T>
 struct FromState {
   using tensor_type = T;
   T x;
-  std::size_t index;
+  std::size_t grid_index;
+  [[nodiscard]] std::size_t index() const { return grid_index; }
   template <class Schedule>
-  StartState<T> init(const Schedule&, Generator&) const { return {x, index}; }
+  StartState<T> init(const Schedule&, Generator&) const { return {x, grid_index}; }
 };
 
 }  // namespace scoreflow
