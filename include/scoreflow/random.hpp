@@ -1,10 +1,9 @@
 #pragma once
 // Portable, seeded Gaussian noise. The standard library's normal_distribution differs between
-// implementations; ours is xoshiro256** + Box–Muller, so the same seed gives the same numbers on
+// implementations; ours is xoshiro256** + Marsaglia's polar method, so the same seed gives the same numbers on
 // every platform and for every tensor backend (the torch and xtensor paths see identical noise).
 #include <cmath>
 #include <cstdint>
-#include <numbers>
 #include <span>
 
 namespace scoreflow {
@@ -41,17 +40,22 @@ class Generator {
   /// Uniform double in the open interval (0, 1).
   double uniform() { return (static_cast<double>(next_u64() >> 11) + 0.5) * 0x1.0p-53; }
 
-  /// Standard normal sample (Box–Muller, both outputs used).
+  /// Standard normal sample: Marsaglia's polar method (no trigonometry; both outputs used).
   double normal() {
     if (has_spare_) {
       has_spare_ = false;
       return spare_;
     }
-    const double radius = std::sqrt(-2.0 * std::log(uniform()));
-    const double angle = 2.0 * std::numbers::pi * uniform();
-    spare_ = radius * std::sin(angle);
+    double u, v, s;
+    do {
+      u = 2.0 * uniform() - 1.0;
+      v = 2.0 * uniform() - 1.0;
+      s = u * u + v * v;
+    } while (s >= 1.0 || s == 0.0);
+    const double factor = std::sqrt(-2.0 * std::log(s) / s);
+    spare_ = v * factor;
     has_spare_ = true;
-    return radius * std::cos(angle);
+    return u * factor;
   }
 
   template <class Scalar>
