@@ -52,22 +52,27 @@ concept ClassTimeNet = requires(Net& net, const torch::Tensor& x) {
 };
 
 /// One-hot float32 rows for integer labels in [0, num_classes): N → N×num_classes, on the
-/// labels' device.
-inline torch::Tensor one_hot(const torch::Tensor& labels, std::int64_t num_classes = 10) {
-  scoreflow::detail::require(num_classes > 0, "num_classes", num_classes, "must be positive");
-  if (!labels.defined() || labels.dim() != 1)
-    throw shape_error(scoreflow::detail::concat("one_hot: labels must be a 1-D tensor, got ",
-                                                labels.defined() ? labels.sizes() : c10::IntArrayRef{}));
-  const auto l = labels.to(torch::kLong);
-  if (l.numel() > 0) {
-    const auto lo = l.min().item<std::int64_t>(), hi = l.max().item<std::int64_t>();
-    if (lo < 0 || hi >= num_classes)
-      throw invalid_option(scoreflow::detail::concat("one_hot: label ", lo < 0 ? lo : hi, " lies outside [0, ",
-                                                     num_classes - 1, "]"));
+/// labels' device. A function object, so that an unqualified `one_hot(t)` under
+/// `using namespace scoreflow::models` does not collide with at::one_hot found by ADL.
+struct OneHotFn {
+  torch::Tensor operator()(const torch::Tensor& labels, std::int64_t num_classes = 10) const {
+    scoreflow::detail::require(num_classes > 0, "num_classes", num_classes, "must be positive");
+    if (!labels.defined() || labels.dim() != 1)
+      throw shape_error(scoreflow::detail::concat("one_hot: labels must be a 1-D tensor, got ",
+                                                  labels.defined() ? labels.sizes() : c10::IntArrayRef{}));
+    const auto l = labels.to(torch::kLong);
+    if (l.numel() > 0) {
+      const auto lo = l.min().item<std::int64_t>(), hi = l.max().item<std::int64_t>();
+      if (lo < 0 || hi >= num_classes)
+        throw invalid_option(scoreflow::detail::concat("one_hot: label ", lo < 0 ? lo : hi, " lies outside [0, ",
+                                                       num_classes - 1, "]"));
+    }
+    auto out =
+        torch::zeros({l.size(0), num_classes}, torch::TensorOptions().dtype(torch::kFloat32).device(l.device()));
+    return out.scatter_(1, l.unsqueeze(1), 1.0);
   }
-  auto out = torch::zeros({l.size(0), num_classes}, torch::TensorOptions().dtype(torch::kFloat32).device(l.device()));
-  return out.scatter_(1, l.unsqueeze(1), 1.0);
-}
+};
+inline constexpr OneHotFn one_hot{};
 
 /// The "no class" condition of classifier-free guidance (seed Part B §2.4): batch×num_classes zeros.
 inline torch::Tensor null_condition(std::int64_t batch, std::int64_t num_classes = 10,
