@@ -9,6 +9,7 @@
 #include <fstream>
 #include <set>
 
+#include "scoreflow/torch/dataset.hpp"
 #include "scoreflow/torch/training.hpp"
 
 using namespace scoreflow;
@@ -107,7 +108,7 @@ TEST_CASE("FlowMatching builds x_t = (1 − t) x₀ + t x₁ and regresses onto 
   const auto data = synthetic_digits(6, 1);
   TimeRecorder net;
   TrainingRng rng(5), replay(5);
-  const auto loss = FlowMatching{}(net, Batch{data.images, data.labels}, rng);
+  const auto loss = FlowMatching{}(net, TrainingBatch{data.images, data.labels}, rng);
   const auto x0 = replay.normal_like(data.images);
   const auto t = replay.uniform(6, data.images.options());
   REQUIRE(net->seen_t.sizes() == torch::IntArrayRef{6, 1});
@@ -124,7 +125,7 @@ TEST_CASE("class dropout zeroes the one-hot condition with probability p_uncond 
   const auto data = synthetic_digits(4000, 2);
   Recorder net;
   TrainingRng rng(3);
-  FlowMatching{ClassDropout{.p_uncond = 0.3}}(net, Batch{data.images, data.labels}, rng);
+  FlowMatching{ClassDropout{.p_uncond = 0.3}}(net, TrainingBatch{data.images, data.labels}, rng);
   const auto c = net->seen_c;
   REQUIRE(c.sizes() == torch::IntArrayRef{4000, 10});
   const auto kept = c.sum(1);
@@ -134,14 +135,14 @@ TEST_CASE("class dropout zeroes the one-hot condition with probability p_uncond 
   const auto rows = kept == 1;
   CHECK(torch::equal(c.index({rows}).argmax(1), data.labels.index({rows})));
   // p_uncond = 0 keeps every class, 1 drops every class.
-  FlowMatching{ClassDropout{.p_uncond = 0.0}}(net, Batch{data.images, data.labels}, rng);
+  FlowMatching{ClassDropout{.p_uncond = 0.0}}(net, TrainingBatch{data.images, data.labels}, rng);
   CHECK(net->seen_c.sum().item<double>() == 4000.0);
-  FlowMatching{ClassDropout{.p_uncond = 1.0}}(net, Batch{data.images, data.labels}, rng);
+  FlowMatching{ClassDropout{.p_uncond = 1.0}}(net, TrainingBatch{data.images, data.labels}, rng);
   CHECK(net->seen_c.sum().item<double>() == 0.0);
   CHECK_THROWS_WITH_AS(FlowMatching{ClassDropout{.p_uncond = 1.5}}, doctest::Contains("p_uncond = 1.5"),
                        invalid_option);
   TrainingRng r(1);
-  CHECK_THROWS_WITH_AS(FlowMatching{ClassDropout{}}(net, Batch{data.images, torch::Tensor{}}, r),
+  CHECK_THROWS_WITH_AS(FlowMatching{ClassDropout{}}(net, TrainingBatch{data.images, torch::Tensor{}}, r),
                        doctest::Contains("labels"), shape_error);
 }
 
@@ -150,7 +151,7 @@ TEST_CASE("DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with t ~ U{0 …
   const auto schedule = NoiseSchedule::cosine(50);
   TimeRecorder net;
   TrainingRng rng(9), replay(9);
-  const auto loss = DDPMNoise<NoClass>{schedule}(net, Batch{data.images, data.labels}, rng);
+  const auto loss = DDPMNoise<NoClass>{schedule}(net, TrainingBatch{data.images, data.labels}, rng);
   const auto t = replay.integers(8, 50);
   const auto eps = replay.normal_like(data.images);
   CHECK(torch::allclose(net->seen_t, (t.to(torch::kFloat32) / 50.0).view({8, 1})));
@@ -171,10 +172,10 @@ TEST_CASE("Denoising: z = x + σε (σ = 0.5) or z = ε, target x (seed Part B �
   auto net = std::make_shared<IdentityImpl>();
   const auto data = synthetic_digits(4, 4);
   TrainingRng rng(2), replay(2);
-  const auto l = Denoising{0.5}(net, Batch{data.images, {}}, rng);
+  const auto l = Denoising{0.5}(net, TrainingBatch{data.images, {}}, rng);
   const auto eps = replay.normal_like(data.images);
   CHECK(l.item<double>() == doctest::Approx((0.25 * eps.square().mean()).item<double>()).epsilon(1e-5));
-  const auto p = Denoising::pure_noise()(net, Batch{data.images, {}}, rng);
+  const auto p = Denoising::pure_noise()(net, TrainingBatch{data.images, {}}, rng);
   const auto eps2 = replay.normal_like(data.images);
   CHECK(p.item<double>() == doctest::Approx(torch::mse_loss(eps2, data.images).item<double>()).epsilon(1e-5));
   CHECK_THROWS_AS(Denoising{-0.1}, invalid_option);
@@ -253,6 +254,32 @@ TEST_CASE("tensor_source: every sample once per epoch, labels follow images, sho
   while (s2()) ++n;
   CHECK(n == 2);
   CHECK_THROWS_AS(tensor_source(images, torch::arange(9, torch::kLong)), shape_error);
+}
+
+TEST_CASE("loader_source plugs scoreflow::BatchLoader (dataset.hpp) into the trainer") {
+  const auto data = synthetic_digits(40, 13);
+  const BatchLoader loader(ImageDataset{data.images, data.labels}, {.batch_size = 16, .seed = 4});
+  auto source = loader_source(loader);
+  CHECK(source.batches_per_epoch(16) == 3);
+  // The stream yields the loader's own batches, in its order.
+  auto stream = source.open({1, 16, 0});
+  const auto epoch = loader.epoch(1);
+  for (std::int64_t i = 0; i < epoch.size(); ++i) {
+    auto b = stream();
+    REQUIRE(b.has_value());
+    CHECK(torch::equal(b->images, epoch[i].images));
+    CHECK(torch::equal(b->labels, epoch[i].labels));
+  }
+  CHECK_FALSE(stream().has_value());
+  CHECK_THROWS_WITH_AS(source.open({0, 32, 0}), doctest::Contains("batch_size = 32"), invalid_option);
+
+  torch::manual_seed(0);
+  Trainer trainer(ClassConditionalUNet(UNetOptions{.hidden = 2}), FlowMatching{ClassDropout{}},
+                  TrainOptions{.epochs = 2, .batch_size = 16, .lr = 1e-3, .log_every = 1});
+  std::optional<std::int64_t> total;
+  trainer.fit(source, {.on_progress = [&](const TrainProgress& p) { total = p.total_steps; }});
+  CHECK(trainer.state().step == 6);
+  CHECK(total == 6);
 }
 
 // ---- the trainer --------------------------------------------------------------------------------

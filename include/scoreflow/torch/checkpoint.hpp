@@ -108,7 +108,8 @@ inline torch::serialize::InputArchive open_archive(const std::filesystem::path& 
     throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has format version ", version, "; expected ",
                                                      kFormatVersion));
   if (kind == kKindCheckpoint && found != kKindCheckpoint)
-    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " holds model weights only, not a training checkpoint"));
+    throw checkpoint_error(
+        scoreflow::detail::concat(quoted(file), " holds model weights only, not a training checkpoint"));
   return archive;
 }
 

@@ -34,7 +34,7 @@ using models::TimeNet;
 
 /// One training batch: images B×C×H×W (float) and integer labels B (may be undefined for
 /// objectives that do not use classes).
-struct Batch {
+struct TrainingBatch {
   torch::Tensor images;
   torch::Tensor labels;
 };
@@ -89,7 +89,7 @@ inline void check(const ClassDropout& c) {
   scoreflow::detail::require(c.num_classes > 0, "num_classes", c.num_classes, "must be positive");
 }
 
-inline void require_images(const char* objective, const Batch& b) {
+inline void require_images(const char* objective, const TrainingBatch& b) {
   if (!b.images.defined() || b.images.dim() != 4 || b.images.size(0) == 0)
     throw shape_error(scoreflow::detail::concat(objective, ": batch images must be a non-empty B×C×H×W tensor, got ",
                                                 b.images.defined() ? b.images.sizes() : c10::IntArrayRef{}));
@@ -97,15 +97,16 @@ inline void require_images(const char* objective, const Batch& b) {
 
 /// net(x, t) for a time-only net.
 template <class Net>
-torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const Batch&, NoClass, TrainingRng&) {
+torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const TrainingBatch&, NoClass,
+                   TrainingRng&) {
   static_assert(TimeNet<Net>, "NoClass conditioning needs a net with forward(x, t), e.g. TimeConditionalUNet");
   return net->forward(x, t);
 }
 
 /// net(x, t, c) with c = one-hot(labels), each row zeroed with probability p_uncond.
 template <class Net>
-torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const Batch& b, const ClassDropout& cd,
-                   TrainingRng& rng) {
+torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const TrainingBatch& b,
+                   const ClassDropout& cd, TrainingRng& rng) {
   static_assert(ClassTimeNet<Net>,
                 "ClassDropout conditioning needs a net with forward(x, t, c), e.g. ClassConditionalUNet");
   if (!b.labels.defined() || b.labels.dim() != 1 || b.labels.size(0) != x.size(0))
@@ -136,7 +137,7 @@ class Denoising {
   [[nodiscard]] bool is_pure_noise() const { return pure_noise_; }
 
   template <class Net>
-  torch::Tensor operator()(Net& net, const Batch& b, TrainingRng& rng) const {
+  torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
     static_assert(ImageNet<Net>, "Denoising needs a net with forward(x), e.g. UnconditionalUNet");
     detail::require_images("Denoising", b);
     const auto& x = b.images;
@@ -158,7 +159,7 @@ class FlowMatching {
   [[nodiscard]] const Cond& condition() const { return condition_; }
 
   template <class Net>
-  torch::Tensor operator()(Net& net, const Batch& b, TrainingRng& rng) const {
+  torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
     detail::require_images("FlowMatching", b);
     const auto& x1 = b.images;
     const auto x0 = rng.normal_like(x1);
@@ -189,7 +190,7 @@ class DDPMNoise {
   [[nodiscard]] const Cond& condition() const { return condition_; }
 
   template <class Net>
-  torch::Tensor operator()(Net& net, const Batch& b, TrainingRng& rng) const {
+  torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
     detail::require_images("DDPMNoise", b);
     const auto& x0 = b.images;
     const auto n = x0.size(0);

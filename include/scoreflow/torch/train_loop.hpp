@@ -18,10 +18,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -48,7 +51,7 @@ struct EpochRequest {
 };
 
 /// The batches of one epoch, one per call; std::nullopt ends the epoch.
-using BatchStream = std::function<std::optional<Batch>()>;
+using BatchStream = std::function<std::optional<TrainingBatch>()>;
 
 /// Any data: `open` starts an epoch. The same request must give the same batches (the trainer
 /// reopens an epoch and skips batches when resuming). `batches_per_epoch` (optional) lets the
@@ -87,15 +90,50 @@ inline DataSource tensor_source(torch::Tensor images, torch::Tensor labels = {},
     auto order = shuffled_order(n, r.seed, r.epoch);
     auto index = torch::tensor(order, torch::TensorOptions().dtype(torch::kLong)).to(images.device());
     return [images, labels, index, drop_last, n, bs = r.batch_size, pos = std::int64_t{0}]() mutable
-               -> std::optional<Batch> {
+               -> std::optional<TrainingBatch> {
       const auto count = std::min(bs, n - pos);
       if (count <= 0 || (drop_last && count < bs)) return std::nullopt;
       const auto idx = index.narrow(0, pos, count);
       pos += count;
-      return Batch{images.index_select(0, idx), labels.defined() ? labels.index_select(0, idx) : torch::Tensor{}};
+      return TrainingBatch{images.index_select(0, idx),
+                           labels.defined() ? labels.index_select(0, idx) : torch::Tensor{}};
     };
   };
   source.batches_per_epoch = [n, drop_last](std::int64_t bs) { return drop_last ? n / bs : (n + bs - 1) / bs; };
+  return source;
+}
+
+/// A data source over a loader shaped like scoreflow::BatchLoader (dataset.hpp):
+/// `batches_per_epoch()`, `options().batch_size`, and `epoch(e)` giving a random-access range of
+/// batches with `.images` and `.labels`. The loader keeps its own shuffling seed (its order is a
+/// function of (its seed, epoch), so resuming stays exact); the trainer's batch_size must equal
+/// the loader's.
+template <class Loader>
+  requires requires(const Loader& l, std::int64_t e) {
+    { l.batches_per_epoch() } -> std::convertible_to<std::int64_t>;
+    { l.options().batch_size } -> std::convertible_to<std::int64_t>;
+    { l.epoch(e).size() } -> std::convertible_to<std::int64_t>;
+    { l.epoch(e)[e].images } -> std::convertible_to<torch::Tensor>;
+    { l.epoch(e)[e].labels } -> std::convertible_to<torch::Tensor>;
+  }
+DataSource loader_source(Loader loader) {
+  auto shared = std::make_shared<const Loader>(std::move(loader));
+  DataSource source;
+  source.open = [shared](const EpochRequest& r) -> BatchStream {
+    const std::int64_t own = shared->options().batch_size;
+    if (r.batch_size != own)
+      throw invalid_option(
+          scoreflow::detail::concat("loader_source: batch_size = ", r.batch_size,
+                                    " (trainer options) differs from the loader's batch_size = ", own));
+    using EpochRange = std::remove_cvref_t<decltype(shared->epoch(r.epoch))>;
+    auto epoch = std::make_shared<const EpochRange>(shared->epoch(r.epoch));
+    return [epoch, i = std::int64_t{0}]() mutable -> std::optional<TrainingBatch> {
+      if (i >= static_cast<std::int64_t>(epoch->size())) return std::nullopt;
+      auto b = (*epoch)[i++];
+      return TrainingBatch{b.images, b.labels};
+    };
+  };
+  source.batches_per_epoch = [shared](std::int64_t) { return static_cast<std::int64_t>(shared->batches_per_epoch()); };
   return source;
 }
 
@@ -217,7 +255,7 @@ class Trainer {
                                                          " (different data or batch size?)"));
       const auto epoch_start = clock::now();
       while (true) {
-        std::optional<Batch> batch = stream();
+        std::optional<TrainingBatch> batch = stream();
         if (!batch) break;
         if (limit_reached()) {
           stopped = true;
@@ -266,8 +304,8 @@ class Trainer {
   }
 
   /// One optimizer step on one batch; returns its loss. Throws non_finite_error on NaN/inf.
-  double train_step(const Batch& raw) {
-    Batch b{raw.images.defined() ? raw.images.to(options_.device, torch::kFloat32) : raw.images,
+  double train_step(const TrainingBatch& raw) {
+    TrainingBatch b{raw.images.defined() ? raw.images.to(options_.device, torch::kFloat32) : raw.images,
             raw.labels.defined() ? raw.labels.to(options_.device, torch::kLong) : raw.labels};
     optimizer_.zero_grad();
     torch::Tensor loss = objective_(net_, b, rng_);
