@@ -450,6 +450,41 @@ TEST_CASE("automatic checkpoints: written at epoch ends and on stop; resume() pi
   fs::remove_all(dir);
 }
 
+TEST_CASE("a crash mid-run loses at most checkpoint_every steps; the resumed run equals the uninterrupted one") {
+  const auto data = synthetic_digits(48, 14);
+  const auto dir = temp_dir("crash");
+  const TrainOptions options{.epochs = 2, .batch_size = 16, .lr = 1e-3, .seed = 8, .checkpoint_dir = dir,
+                             .checkpoint_every = 2};
+  torch::manual_seed(3);
+  UnconditionalUNet once(UNetOptions{.hidden = 2});
+  {
+    TrainOptions o = options;
+    o.checkpoint_dir.clear();
+    Trainer(once, Denoising{}, o).fit(tensor_source(data.images, data.labels));
+  }
+  struct Crash {};
+  torch::manual_seed(3);
+  {
+    Trainer t(UnconditionalUNet(UNetOptions{.hidden = 2}), Denoising{}, options);
+    CHECK_THROWS_AS(t.fit(tensor_source(data.images, data.labels),
+                          {.on_loss = [](std::int64_t step, std::int64_t, double) {
+                            if (step == 5) throw Crash{};
+                          }}),
+                    Crash);
+  }
+  torch::manual_seed(4);
+  UnconditionalUNet resumed(UNetOptions{.hidden = 2});
+  Trainer t(resumed, Denoising{}, options);
+  REQUIRE(t.resume());
+  CHECK(t.state().step == 4);  // the checkpoint of step 4; step 5 was lost
+  CHECK(t.state().epoch == 1);
+  CHECK(t.state().batch_in_epoch == 1);
+  t.fit(tensor_source(data.images, data.labels));
+  CHECK(t.state().step == 6);
+  CHECK(same_weights(*once, *resumed));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a checkpoint of another configuration fails, naming the parameter") {
   const auto dir = temp_dir("mismatch");
   const auto data = synthetic_digits(16, 1);

@@ -331,7 +331,7 @@ class Trainer {
     TrainingRng rng(options_.seed);
     // Restore into temporaries first where possible, so a seed mismatch leaves this trainer as is.
     {
-      auto archive = detail::open_archive(file, detail::kKindCheckpoint, std::nullopt);
+      auto archive = detail::open_archive(file, detail::kKindCheckpoint, torch::Device(torch::kCPU));
       torch::serialize::InputArchive s;
       if (!archive.try_read("trainer", s))
         throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " lacks the trainer entry"));
