@@ -1,0 +1,92 @@
+#pragma once
+// Shared by the example programs: train a model once, cache it, log and plot its loss, report
+// progress. An interrupted run resumes from the last epoch checkpoint; a finished one is reused.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "common/report.hpp"
+#include "scoreflow/torch/loss_log.hpp"
+#include "scoreflow/torch/plot.hpp"
+#include "scoreflow/torch/training.hpp"
+
+namespace examples {
+
+namespace fs = std::filesystem;
+namespace tr = scoreflow::training;
+
+/// The loss log of a run that resumes at `step`: keeps records up to it, drops any later ones
+/// (written after the checkpoint by the interrupted process), so steps are neither lost nor doubled.
+inline scoreflow::LossLog open_loss_log(const fs::path& csv, std::int64_t step) {
+  if (step == 0 || !fs::exists(csv)) return scoreflow::LossLog(csv, scoreflow::LossLog::Mode::truncate);
+  auto records = scoreflow::read_loss_log(csv);
+  scoreflow::LossLog log(csv, scoreflow::LossLog::Mode::truncate);
+  for (const auto& r : records)
+    if (r.step <= step) log.write(r);
+  return log;
+}
+
+struct TrainedRun {
+  tr::TrainingState state;
+  double seconds = 0;       ///< wall time spent training in this process
+  bool reused = false;      ///< loaded a finished run from the cache
+  double final_epoch_loss = 0;
+};
+
+/// Trains `trainer` on `data` with checkpoints in cache/name, the loss log in
+/// report/<name>_loss.csv and its plot in report/<name>_loss.png. `on_epoch(summary)` runs after
+/// every epoch trained in this process (e.g. to sample snapshots).
+template <class Trainer, class OnEpoch>
+TrainedRun train_cached(const std::string& name, const std::string& title, Trainer& trainer, const tr::DataSource& data,
+                        Report& report, OnEpoch&& on_epoch) {
+  TrainedRun run;
+  const bool resumed = trainer.resume();
+  run.reused = resumed && trainer.state().epoch >= trainer.options().epochs;
+  const auto csv = report.path(name + "_loss.csv");
+  Progress progress("training " + title);
+  if (!run.reused) {
+    auto log = open_loss_log(csv, trainer.state().step);
+    tr::TrainCallbacks callbacks;
+    callbacks.on_loss = [&](std::int64_t step, std::int64_t epoch, double loss) {
+      log.write({step, epoch, loss, trainer.current_lr()});
+    };
+    callbacks.on_progress = [&](const tr::TrainProgress& p) {
+      std::fprintf(stderr, "\r[scoreflow] %s: epoch %lld/%lld step %lld%s loss %.4f, %.0f images/s, ETA %.0f s   ", title.c_str(),
+                   static_cast<long long>(p.epoch + 1), static_cast<long long>(p.epochs), static_cast<long long>(p.step),
+                   p.total_steps ? ("/" + std::to_string(*p.total_steps)).c_str() : "", p.loss, p.images_per_second,
+                   p.eta_seconds.value_or(0.0));
+    };
+    callbacks.on_epoch_end = [&](const tr::EpochSummary& s) {
+      std::fprintf(stderr, "\n[scoreflow] %s: epoch %lld mean loss %.5f (%.1f s)\n", title.c_str(),
+                   static_cast<long long>(s.epoch), s.mean_loss, s.seconds);
+      run.final_epoch_loss = s.mean_loss;
+      on_epoch(s);
+    };
+    trainer.fit(data, callbacks);
+  } else {
+    std::fprintf(stderr, "[scoreflow] %s: reusing the finished run in %s\n", title.c_str(),
+                 trainer.checkpoint_path().string().c_str());
+  }
+  run.seconds = progress.finish();
+  run.state = trainer.state();
+  scoreflow::PlotOptions plot;
+  plot.title = title + ": training loss";
+  scoreflow::plot_loss_curve(csv, report.path(name + "_loss.png"), plot);
+  if (run.final_epoch_loss == 0) {  // reused: recompute the last epoch's mean from the log
+    double sum = 0;
+    int n = 0;
+    for (const auto& r : scoreflow::read_loss_log(csv))
+      if (r.epoch == run.state.epoch - 1) sum += r.loss, ++n;
+    run.final_epoch_loss = n ? sum / n : 0.0;
+  }
+  report.timing("train " + title, run.seconds);
+  return run;
+}
+
+inline std::string fmt(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+}  // namespace examples
