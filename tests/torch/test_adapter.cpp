@@ -14,6 +14,16 @@ using namespace scoreflow;
 using namespace scoreflow::models;
 
 namespace {
+
+/// One intra-op thread while alive (the fixture of every test case here): the nets are tiny, and
+/// on a busy 2-core machine a second OpenMP thread mostly spins. The previous setting comes back.
+struct SingleThread {
+  int previous = torch::get_num_threads();
+  SingleThread() { torch::set_num_threads(1); }
+  ~SingleThread() { torch::set_num_threads(previous); }
+  SingleThread(const SingleThread&) = delete;
+  SingleThread& operator=(const SingleThread&) = delete;
+};
 torch::Tensor noise_images(std::int64_t n, std::int64_t seed) {
   torch::manual_seed(seed);
   return torch::randn({n, 1, 28, 28});
@@ -42,7 +52,7 @@ void calibrate_batchnorm(Net& net, const Args&... args) {
 }
 }  // namespace
 
-TEST_CASE("one_hot and null_condition") {
+TEST_CASE_FIXTURE(SingleThread, "one_hot and null_condition") {
   const auto c = one_hot(torch::tensor({3, 0, 9}, torch::kLong));
   REQUIRE(c.sizes() == torch::IntArrayRef{3, 10});
   CHECK((c.scalar_type() == torch::kFloat32));
@@ -60,7 +70,7 @@ TEST_CASE("one_hot and null_condition") {
   CHECK_THROWS_AS(null_condition(0), invalid_option);
 }
 
-TEST_CASE("flow_velocity: FlowTime t becomes t as N×1; eval and no-grad; the module's mode is restored") {
+TEST_CASE_FIXTURE(SingleThread, "flow_velocity: FlowTime t becomes t as N×1; eval and no-grad; the module's mode is restored") {
   torch::manual_seed(11);
   TimeConditionalUNet net(UNetOptions{.hidden = 8});
   const auto x = noise_images(3, 1);
@@ -85,7 +95,7 @@ TEST_CASE("flow_velocity: FlowTime t becomes t as N×1; eval and no-grad; the mo
   CHECK_FALSE(torch::allclose(net(x, torch::full({3, 1}, 0.25)), expected));
 }
 
-TEST_CASE("flow_velocity of the class model: one-hot condition, NoCondition means all-zero c") {
+TEST_CASE_FIXTURE(SingleThread, "flow_velocity of the class model: one-hot condition, NoCondition means all-zero c") {
   torch::manual_seed(12);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   const auto x = noise_images(2, 2);
@@ -104,7 +114,7 @@ TEST_CASE("flow_velocity of the class model: one-hot condition, NoCondition mean
                      net(x, torch::full({2, 1}, 0.5), c[0].expand({2, 10}))));
 }
 
-TEST_CASE("ddpm_noise_predictor: Timestep t enters as t/T; out-of-range timesteps are rejected") {
+TEST_CASE_FIXTURE(SingleThread, "ddpm_noise_predictor: Timestep t enters as t/T; out-of-range timesteps are rejected") {
   torch::manual_seed(13);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   TimeConditionalUNet tnet(UNetOptions{.hidden = 8});
@@ -124,7 +134,7 @@ TEST_CASE("ddpm_noise_predictor: Timestep t enters as t/T; out-of-range timestep
   CHECK_THROWS_AS(ddpm_noise_predictor(net, 0), invalid_option);
 }
 
-TEST_CASE("flow sampler with classifier-free guidance (γ = 5) on the class UNet: finite, right shape (seed §2.6)") {
+TEST_CASE_FIXTURE(SingleThread, "flow sampler with classifier-free guidance (γ = 5) on the class UNet: finite, right shape (seed §2.6)") {
   torch::manual_seed(14);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   const auto labels = torch::tensor({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, torch::kLong);
@@ -163,7 +173,7 @@ TEST_CASE("flow sampler with classifier-free guidance (γ = 5) on the class UNet
   CHECK((guided5 - plain).abs().max().item<double>() > 1e-2);
 }
 
-TEST_CASE("flow sampler with the time-only UNet (seed §2.3) and a float64 sampler state") {
+TEST_CASE_FIXTURE(SingleThread, "flow sampler with the time-only UNet (seed §2.3) and a float64 sampler state") {
   torch::manual_seed(15);
   TimeConditionalUNet net(UNetOptions{.hidden = 8});
   calibrate_batchnorm(net, noise_images(4, 5), torch::rand({4, 1}));
@@ -176,7 +186,7 @@ TEST_CASE("flow sampler with the time-only UNet (seed §2.3) and a float64 sampl
   CHECK(torch::isfinite(out).all().item<bool>());
 }
 
-TEST_CASE("DDPM sampler with classifier-free guidance on the class UNet's noise predictor") {
+TEST_CASE_FIXTURE(SingleThread, "DDPM sampler with classifier-free guidance on the class UNet's noise predictor") {
   torch::manual_seed(16);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   const auto c = one_hot(torch::tensor({3, 3, 5}, torch::kLong));
@@ -190,7 +200,7 @@ TEST_CASE("DDPM sampler with classifier-free guidance on the class UNet's noise 
   CHECK(torch::isfinite(out).all().item<bool>());
 }
 
-TEST_CASE("one_step_denoiser: one Euler step from t = 0 to 1 is D(ε), the seed's §1.2.3 sample") {
+TEST_CASE_FIXTURE(SingleThread, "one_step_denoiser: one Euler step from t = 0 to 1 is D(ε), the seed's §1.2.3 sample") {
   torch::manual_seed(17);
   UnconditionalUNet net(UNetOptions{.hidden = 8});
   calibrate_batchnorm(net, noise_images(2, 7));

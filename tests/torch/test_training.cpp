@@ -45,6 +45,17 @@ fs::path temp_dir(const std::string& name) {
   return dir;
 }
 
+/// One intra-op thread while alive (the fixture of every test case here): these nets are tiny
+/// (D ≤ 8), and on a busy 2-core machine a second OpenMP thread mostly spins (measured: 1.3 s
+/// → 9.7 s for the small cases). The previous setting comes back afterwards.
+struct SingleThread {
+  int previous = torch::get_num_threads();
+  SingleThread() { torch::set_num_threads(1); }
+  ~SingleThread() { torch::set_num_threads(previous); }
+  SingleThread(const SingleThread&) = delete;
+  SingleThread& operator=(const SingleThread&) = delete;
+};
+
 /// Mean training loss over the first and the last `window` steps of a run.
 template <class Net, class Objective>
 std::pair<double, double> loss_drop(Net net, Objective objective, const Data& data, std::int64_t steps,
@@ -104,7 +115,7 @@ TORCH_MODULE(TimeRecorder);
 
 // ---- objectives: formulas ------------------------------------------------------------------
 
-TEST_CASE("FlowMatching builds x_t = (1 − t) x₀ + t x₁ and regresses onto x₁ − x₀ (seed Part B §2.2)") {
+TEST_CASE_FIXTURE(SingleThread, "FlowMatching builds x_t = (1 − t) x₀ + t x₁ and regresses onto x₁ − x₀ (seed Part B §2.2)") {
   const auto data = synthetic_digits(6, 1);
   TimeRecorder net;
   TrainingRng rng(5), replay(5);
@@ -121,7 +132,7 @@ TEST_CASE("FlowMatching builds x_t = (1 − t) x₀ + t x₁ and regresses onto 
   CHECK(loss.item<double>() == doctest::Approx(torch::mse_loss(xt, data.images - x0).item<double>()));
 }
 
-TEST_CASE("class dropout zeroes the one-hot condition with probability p_uncond per sample (seed Part B §2.4)") {
+TEST_CASE_FIXTURE(SingleThread, "class dropout zeroes the one-hot condition with probability p_uncond per sample (seed Part B §2.4)") {
   const auto data = synthetic_digits(4000, 2);
   Recorder net;
   TrainingRng rng(3);
@@ -146,7 +157,7 @@ TEST_CASE("class dropout zeroes the one-hot condition with probability p_uncond 
                        doctest::Contains("labels"), shape_error);
 }
 
-TEST_CASE("DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with t ~ U{0 … T−1}; the net sees t/T") {
+TEST_CASE_FIXTURE(SingleThread, "DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with t ~ U{0 … T−1}; the net sees t/T") {
   const auto data = synthetic_digits(8, 3);
   const auto schedule = NoiseSchedule::cosine(50);
   TimeRecorder net;
@@ -163,7 +174,7 @@ TEST_CASE("DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with t ~ U{0 …
   CHECK(loss.item<double>() == doctest::Approx(torch::mse_loss(net->seen_x, eps).item<double>()));
 }
 
-TEST_CASE("Denoising: z = x + σε (σ = 0.5) or z = ε, target x (seed Part B §1.2.1, §1.2.3)") {
+TEST_CASE_FIXTURE(SingleThread, "Denoising: z = x + σε (σ = 0.5) or z = ε, target x (seed Part B §1.2.1, §1.2.3)") {
   struct IdentityImpl : torch::nn::Module {
     IdentityImpl() { w = register_parameter("w", torch::ones({1})); }
     torch::Tensor forward(const torch::Tensor& z) { return w * z; }
@@ -183,7 +194,7 @@ TEST_CASE("Denoising: z = x + σε (σ = 0.5) or z = ε, target x (seed Part B �
 
 // ---- training lowers the loss ----------------------------------------------------------------
 
-TEST_CASE("training lowers the loss for every objective (D = 8, 320 synthetic digits, 80 steps)") {
+TEST_CASE_FIXTURE(SingleThread, "training lowers the loss for every objective (D = 8, 320 synthetic digits, 80 steps)") {
   const auto data = synthetic_digits(320, 10);
   const std::int64_t steps = 80;
   const double lr = 3e-3;
@@ -219,7 +230,7 @@ TEST_CASE("training lowers the loss for every objective (D = 8, 320 synthetic di
 
 // ---- data order --------------------------------------------------------------------------------
 
-TEST_CASE("shuffled_order is a permutation fixed by (seed, epoch)") {
+TEST_CASE_FIXTURE(SingleThread, "shuffled_order is a permutation fixed by (seed, epoch)") {
   const auto a = shuffled_order(100, 7, 0);
   CHECK(std::set<std::int64_t>(a.begin(), a.end()).size() == 100);
   CHECK(*std::min_element(a.begin(), a.end()) == 0);
@@ -233,7 +244,7 @@ TEST_CASE("shuffled_order is a permutation fixed by (seed, epoch)") {
   CHECK(shuffled_order(0, 1, 0).empty());
 }
 
-TEST_CASE("tensor_source: every sample once per epoch, labels follow images, short last batch") {
+TEST_CASE_FIXTURE(SingleThread, "tensor_source: every sample once per epoch, labels follow images, short last batch") {
   const auto images = torch::arange(10, torch::kFloat32).view({10, 1, 1, 1}).expand({10, 1, 2, 2}).contiguous();
   const auto labels = torch::arange(10, torch::kLong);
   auto source = tensor_source(images, labels);
@@ -256,7 +267,7 @@ TEST_CASE("tensor_source: every sample once per epoch, labels follow images, sho
   CHECK_THROWS_AS(tensor_source(images, torch::arange(9, torch::kLong)), shape_error);
 }
 
-TEST_CASE("loader_source plugs scoreflow::BatchLoader (dataset.hpp) into the trainer") {
+TEST_CASE_FIXTURE(SingleThread, "loader_source plugs scoreflow::BatchLoader (dataset.hpp) into the trainer") {
   const auto data = synthetic_digits(40, 13);
   const BatchLoader loader(ImageDataset{data.images, data.labels}, {.batch_size = 16, .seed = 4});
   auto source = loader_source(loader);
@@ -284,7 +295,7 @@ TEST_CASE("loader_source plugs scoreflow::BatchLoader (dataset.hpp) into the tra
 
 // ---- the trainer --------------------------------------------------------------------------------
 
-TEST_CASE("trainer options are validated by name") {
+TEST_CASE_FIXTURE(SingleThread, "trainer options are validated by name") {
   torch::manual_seed(0);
   UnconditionalUNet net(UNetOptions{.hidden = 2});
   auto make = [&](TrainOptions o) { Trainer t(net, Denoising{}, o); };
@@ -296,7 +307,7 @@ TEST_CASE("trainer options are validated by name") {
   CHECK(seed_lr_decay(10) == doctest::Approx(std::pow(0.1, 0.1)));
 }
 
-TEST_CASE("callbacks: per-step loss, progress every k steps with images/s and ETA, epoch ends, lr decay") {
+TEST_CASE_FIXTURE(SingleThread, "callbacks: per-step loss, progress every k steps with images/s and ETA, epoch ends, lr decay") {
   const auto data = synthetic_digits(40, 5);
   torch::manual_seed(0);
   const double gamma = seed_lr_decay(3);
@@ -344,7 +355,7 @@ TEST_CASE("callbacks: per-step loss, progress every k steps with images/s and ET
   CHECK(trainer.state().step == 9);
 }
 
-TEST_CASE("training is deterministic for a seed; another seed gives another run") {
+TEST_CASE_FIXTURE(SingleThread, "training is deterministic for a seed; another seed gives another run") {
   const auto data = synthetic_digits(48, 6);
   auto run = [&](std::uint64_t seed) {
     torch::manual_seed(42);
@@ -358,7 +369,7 @@ TEST_CASE("training is deterministic for a seed; another seed gives another run"
   CHECK_FALSE(same_weights(*a, *c));
 }
 
-TEST_CASE("a NaN loss stops training with the step named") {
+TEST_CASE_FIXTURE(SingleThread, "a NaN loss stops training with the step named") {
   auto data = synthetic_digits(8, 7);
   data.images[3].fill_(std::nan(""));
   torch::manual_seed(0);
@@ -369,7 +380,7 @@ TEST_CASE("a NaN loss stops training with the step named") {
 
 // ---- checkpoints ----------------------------------------------------------------------------------
 
-TEST_CASE("resume is bit-exact: N steps at once = N/2, checkpoint, fresh objects, N/2 more (mid-epoch, across an epoch and lr decay)") {
+TEST_CASE_FIXTURE(SingleThread, "resume is bit-exact: N steps at once = N/2, checkpoint, fresh objects, N/2 more (mid-epoch, across an epoch and lr decay)") {
   const auto data = synthetic_digits(50, 8);  // batches of 16: 4 per epoch (16, 16, 16, 2)
   const auto dir = temp_dir("resume");
   const TrainOptions options{.epochs = 3, .batch_size = 16, .lr = 2e-3, .lr_decay = 0.5, .seed = 11};
@@ -417,7 +428,7 @@ TEST_CASE("resume is bit-exact: N steps at once = N/2, checkpoint, fresh objects
   fs::remove_all(dir);
 }
 
-TEST_CASE("automatic checkpoints: written at epoch ends and on stop; resume() picks them up") {
+TEST_CASE_FIXTURE(SingleThread, "automatic checkpoints: written at epoch ends and on stop; resume() picks them up") {
   const auto data = synthetic_digits(32, 9);
   const auto dir = temp_dir("auto");
   const TrainOptions options{.epochs = 2, .batch_size = 16, .lr = 1e-3, .seed = 3, .checkpoint_dir = dir};
@@ -450,7 +461,7 @@ TEST_CASE("automatic checkpoints: written at epoch ends and on stop; resume() pi
   fs::remove_all(dir);
 }
 
-TEST_CASE("a crash mid-run loses at most checkpoint_every steps; the resumed run equals the uninterrupted one") {
+TEST_CASE_FIXTURE(SingleThread, "a crash mid-run loses at most checkpoint_every steps; the resumed run equals the uninterrupted one") {
   const auto data = synthetic_digits(48, 14);
   const auto dir = temp_dir("crash");
   const TrainOptions options{.epochs = 2, .batch_size = 16, .lr = 1e-3, .seed = 8, .checkpoint_dir = dir,
@@ -485,7 +496,7 @@ TEST_CASE("a crash mid-run loses at most checkpoint_every steps; the resumed run
   fs::remove_all(dir);
 }
 
-TEST_CASE("a checkpoint of another configuration fails, naming the parameter") {
+TEST_CASE_FIXTURE(SingleThread, "a checkpoint of another configuration fails, naming the parameter") {
   const auto dir = temp_dir("mismatch");
   const auto data = synthetic_digits(16, 1);
   torch::manual_seed(0);
@@ -523,7 +534,7 @@ TEST_CASE("a checkpoint of another configuration fails, naming the parameter") {
   fs::remove_all(dir);
 }
 
-TEST_CASE("unreadable files give checkpoint_error naming the file") {
+TEST_CASE_FIXTURE(SingleThread, "unreadable files give checkpoint_error naming the file") {
   const auto dir = temp_dir("bad");
   torch::manual_seed(0);
   Trainer t(UnconditionalUNet(UNetOptions{.hidden = 2}), Denoising{}, TrainOptions{});
@@ -560,7 +571,7 @@ TEST_CASE("unreadable files give checkpoint_error naming the file") {
   fs::remove_all(dir);
 }
 
-TEST_CASE("weights round-trip; load_weights also reads a checkpoint's model") {
+TEST_CASE_FIXTURE(SingleThread, "weights round-trip; load_weights also reads a checkpoint's model") {
   const auto dir = temp_dir("weights");
   const auto data = synthetic_digits(32, 12);
   torch::manual_seed(1);

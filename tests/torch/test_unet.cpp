@@ -9,6 +9,16 @@
 using namespace scoreflow::models;
 
 namespace {
+
+/// One intra-op thread while alive (the fixture of every test case here): the nets are tiny, and
+/// on a busy 2-core machine a second OpenMP thread mostly spins. The previous setting comes back.
+struct SingleThread {
+  int previous = torch::get_num_threads();
+  SingleThread() { torch::set_num_threads(1); }
+  ~SingleThread() { torch::set_num_threads(previous); }
+  SingleThread(const SingleThread&) = delete;
+  SingleThread& operator=(const SingleThread&) = delete;
+};
 torch::Tensor images(std::int64_t n, std::int64_t size = 28, std::int64_t channels = 1) {
   torch::manual_seed(7);
   return torch::rand({n, channels, size, size});
@@ -39,7 +49,7 @@ void calibrate_batchnorm(Net& net, const Args&... args) {
 }
 }  // namespace
 
-TEST_CASE("UNet parameter counts match the PyTorch reference exactly (seed Part B §1.1, §2.1, §2.4)") {
+TEST_CASE_FIXTURE(SingleThread, "UNet parameter counts match the PyTorch reference exactly (seed Part B §1.1, §2.1, §2.4)") {
   CHECK(count(UnconditionalUNet(UNetOptions{.hidden = 128}).ptr()) == 7'891'073);
   CHECK(count(TimeConditionalUNet(UNetOptions{.hidden = 64}).ptr()) == 1'996'417);
   CHECK(count(ClassConditionalUNet(UNetOptions{.hidden = 64}).ptr()) == 2'019'201);
@@ -49,7 +59,7 @@ TEST_CASE("UNet parameter counts match the PyTorch reference exactly (seed Part 
   CHECK(ClassConditionalUNet()->options().hidden == 64);
 }
 
-TEST_CASE("UNet blocks: parameter counts and shapes of each standard operation") {
+TEST_CASE_FIXTURE(SingleThread, "UNet blocks: parameter counts and shapes of each standard operation") {
   const std::int64_t d = 4;
   torch::manual_seed(1);
   // Conv2d k×k: k²·i·o + o weights/bias, BatchNorm: 2·o affine parameters.
@@ -80,7 +90,7 @@ TEST_CASE("UNet blocks: parameter counts and shapes of each standard operation")
   CHECK(pooled.item<double>() == doctest::Approx(torch::gelu(torch::tensor(0.75)).item<double>()).epsilon(1e-6));
 }
 
-TEST_CASE("UNet blocks reject bad options and inputs with the parameter's name") {
+TEST_CASE_FIXTURE(SingleThread, "UNet blocks reject bad options and inputs with the parameter's name") {
   CHECK_THROWS_WITH_AS(Conv(0, 4), doctest::Contains("in_channels = 0"), scoreflow::invalid_option);
   CHECK_THROWS_WITH_AS(UpBlock(4, -1), doctest::Contains("out_channels = -1"), scoreflow::invalid_option);
   CHECK_THROWS_WITH_AS(Flatten(0), doctest::Contains("kernel_size"), scoreflow::invalid_option);
@@ -108,7 +118,7 @@ TEST_CASE("UNet blocks reject bad options and inputs with the parameter's name")
                        doctest::Contains("c must be N×10"), scoreflow::shape_error);
 }
 
-TEST_CASE("all three UNets map N×1×28×28 to N×1×28×28; other sizes and channels work too") {
+TEST_CASE_FIXTURE(SingleThread, "all three UNets map N×1×28×28 to N×1×28×28; other sizes and channels work too") {
   torch::manual_seed(0);
   const auto x = images(3);
   const auto t = torch::rand({3, 1});
@@ -121,7 +131,7 @@ TEST_CASE("all three UNets map N×1×28×28 to N×1×28×28; other sizes and cha
   CHECK(rgb(images(2, 32, 3)).sizes() == torch::IntArrayRef{2, 3, 32, 32});
 }
 
-TEST_CASE("time conditioning changes the output; t of batch 1 or shape N broadcasts") {
+TEST_CASE_FIXTURE(SingleThread, "time conditioning changes the output; t of batch 1 or shape N broadcasts") {
   torch::manual_seed(3);
   TimeConditionalUNet net(UNetOptions{.hidden = 8});
   const auto x = images(4);
@@ -140,7 +150,7 @@ TEST_CASE("time conditioning changes the output; t of batch 1 or shape N broadca
   CHECK_FALSE(torch::allclose(mixed[1], early[1], 1e-3, 1e-5));
 }
 
-TEST_CASE("class conditioning changes the output; an all-zero class vector is accepted") {
+TEST_CASE_FIXTURE(SingleThread, "class conditioning changes the output; an all-zero class vector is accepted") {
   torch::manual_seed(4);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   const auto x = images(2);
@@ -160,7 +170,7 @@ TEST_CASE("class conditioning changes the output; an all-zero class vector is ac
   CHECK((net(x, torch::full({2, 1}, 0.1), onehot(3)) - three).abs().max().item<double>() > 1e-3);
 }
 
-TEST_CASE("UNets backpropagate into every parameter") {
+TEST_CASE_FIXTURE(SingleThread, "UNets backpropagate into every parameter") {
   torch::manual_seed(5);
   ClassConditionalUNet net(UNetOptions{.hidden = 4});
   const auto out = net(images(4), torch::rand({4, 1}), torch::eye(10).index({torch::indexing::Slice(0, 4)}));
