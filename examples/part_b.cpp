@@ -25,10 +25,11 @@ int main(int argc, char** argv) {
     cfg.device = device_name == "auto" ? scoreflow::training::default_device() : torch::Device(device_name);
     examples::Report report(out);
     const auto paths = scoreflow::mnist_paths(data);
-    examples::PartBContext ctx{examples::limited(scoreflow::load_image_dataset(paths, scoreflow::Split::train), cfg.train_limit),
+    const auto train = scoreflow::load_image_dataset(paths, scoreflow::Split::train);
+    examples::PartBContext ctx{examples::limited(train, cfg.train_limit),
                                scoreflow::load_image_dataset(paths, scoreflow::Split::test), nullptr,
                                std::filesystem::path(out) / "cache"};
-    ctx.classifier = examples::cached_classifier(ctx.train, ctx.test, ctx.cache, cfg.device, &report);
+    ctx.classifier = examples::cached_classifier(train, ctx.test, ctx.cache, cfg.device, &report);
     examples::part_b_denoiser(cfg, ctx, report);
     examples::part_b_flow(cfg, ctx, report);
     report.write_json();

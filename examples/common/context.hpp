@@ -18,7 +18,7 @@ inline scoreflow::DigitClassifier cached_classifier(const scoreflow::ImageDatase
     net = scoreflow::load_classifier(file, device);
   } else {
     Progress p("training the evaluator classifier");
-    net = scoreflow::train_classifier(train, {.epochs = 3, .device = device}, [](int e, double loss) {
+    net = scoreflow::train_classifier(train, {.epochs = 6, .device = device}, [](int e, double loss) {
       std::fprintf(stderr, "[scoreflow] classifier epoch %d loss %.4f\n", e, loss);
     });
     std::filesystem::create_directories(cache);
