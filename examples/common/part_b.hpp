@@ -29,6 +29,8 @@ struct PartBConfig {
   // §2 flow matching
   std::int64_t flow_hidden = 64, flow_epochs = 10, flow_batch = 64;
   double flow_lr = 1e-2;
+  std::int64_t variant_hidden = 64;         ///< D of the time-only model and the §2.6 scheduler comparison
+  bool naive_no_scheduler = true;           ///< §2.6: also train without scheduler and without compensation
   std::vector<std::int64_t> snapshot_epochs = {1, 5, 10};
   FlowSampling sampling{};                  ///< snapshots and exported samples
   std::int64_t eval_per_class = 40;         ///< samples per digit for CAS / Fréchet distance
@@ -44,6 +46,7 @@ struct PartBConfig {
     c.denoiser_hidden = 16, c.denoiser_epochs = 2, c.denoiser_batch = 64;
     c.denoiser_lr = 1e-3;  // 188 steps instead of the seed's 1,170: a larger step compensates
     c.flow_hidden = 32, c.flow_epochs = 3, c.flow_batch = 64;
+    c.variant_hidden = 16, c.naive_no_scheduler = false;
     c.snapshot_epochs = {1, 3};
     c.sampling = FlowSampling{20, Solver::heun, 5.0};
     c.eval_per_class = 40;
@@ -191,14 +194,14 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
   auto is_snapshot = [&](std::int64_t e) {
     return std::find(cfg.snapshot_epochs.begin(), cfg.snapshot_epochs.end(), e) != cfg.snapshot_epochs.end();
   };
-  const std::string train_text = "D = " + std::to_string(cfg.flow_hidden) + ", batch " + std::to_string(cfg.flow_batch) +
+  const std::string train_text = "batch " + std::to_string(cfg.flow_batch) +
                                  ", Adam " + fmt(cfg.flow_lr) + ", " + std::to_string(cfg.flow_epochs) + " epochs on " +
                                  std::to_string(ctx.train.size()) + " images, seed " + std::to_string(cfg.seed);
 
   // ---- §2.2–2.3 time-conditioned ----
   {
     torch::manual_seed(cfg.seed);
-    sm::TimeConditionalUNet net(sm::UNetOptions{.hidden = cfg.flow_hidden});
+    sm::TimeConditionalUNet net(sm::UNetOptions{.hidden = cfg.variant_hidden});
     tr::TrainOptions o{.epochs = cfg.flow_epochs, .batch_size = cfg.flow_batch, .lr = cfg.flow_lr,
                        .lr_decay = tr::seed_lr_decay(cfg.flow_epochs), .seed = cfg.seed, .device = cfg.device,
                        .log_every = 10, .checkpoint_dir = ctx.cache / "b22_time_flow"};
@@ -210,7 +213,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
       scoreflow::save_grid_png(report.path("b23_time_epoch" + std::to_string(s.epoch) + ".png"), x.clamp(0, 1), detail::digit_grid(10));
     });
     report.add({"B 2.2", "Training loss, time-conditioned UNet", "b22_time_flow_loss.png",
-                "TimeConditionalUNet, " + train_text + ", exponential LR decay γ = 0.1^(1/epochs)",
+                "TimeConditionalUNet, D = " + std::to_string(cfg.variant_hidden) + ", " + train_text + ", exponential LR decay γ = 0.1^(1/epochs)",
                 {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
     for (auto e : cfg.snapshot_epochs)
       report.add({"B 2.3", "Samples " + detail::epochs_label(e), "b23_time_epoch" + std::to_string(e) + ".png",
@@ -230,16 +233,24 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     std::string name, title;
     std::optional<double> decay;
     double lr;
+    std::int64_t hidden;
   };
-  const std::vector<Variant> variants = {
-      {"b25_class_flow", "class-conditioned flow", tr::seed_lr_decay(cfg.flow_epochs), cfg.flow_lr},
-      {"b26_no_scheduler_naive", "class flow, no scheduler, same lr", std::nullopt, cfg.flow_lr},
-      {"b26_no_scheduler", "class flow, no scheduler, compensated lr", std::nullopt, cfg.no_scheduler_lr}};
+  // The main model first; then the §2.6 comparison at variant_hidden (the main model serves as
+  // the scheduled baseline when the sizes agree).
+  std::vector<Variant> variants = {
+      {"b25_class_flow", "class-conditioned flow", tr::seed_lr_decay(cfg.flow_epochs), cfg.flow_lr, cfg.flow_hidden}};
+  if (cfg.variant_hidden != cfg.flow_hidden)
+    variants.push_back({"b26_scheduled", "class flow D=" + std::to_string(cfg.variant_hidden) + ", with scheduler",
+                        tr::seed_lr_decay(cfg.flow_epochs), cfg.flow_lr, cfg.variant_hidden});
+  if (cfg.naive_no_scheduler)
+    variants.push_back({"b26_no_scheduler_naive", "class flow, no scheduler, same lr", std::nullopt, cfg.flow_lr, cfg.variant_hidden});
+  variants.push_back({"b26_no_scheduler", "class flow, no scheduler, compensated lr", std::nullopt, cfg.no_scheduler_lr,
+                      cfg.variant_hidden});
   std::vector<std::pair<std::string, std::string>> comparison;
   sm::ClassConditionalUNet main_net(nullptr);
   for (const auto& v : variants) {
     torch::manual_seed(cfg.seed);
-    sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = cfg.flow_hidden});
+    sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = v.hidden});
     tr::TrainOptions o{.epochs = cfg.flow_epochs, .batch_size = cfg.flow_batch, .lr = v.lr, .lr_decay = v.decay,
                        .seed = cfg.seed, .device = cfg.device, .log_every = 10, .checkpoint_dir = ctx.cache / v.name};
     tr::Trainer trainer(net, tr::FlowMatching<tr::ClassDropout>{tr::ClassDropout{0.1}}, o);
@@ -255,7 +266,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     const std::string lr_text = v.decay ? "exponential LR decay γ = 0.1^(1/epochs)" : "constant lr " + fmt(v.lr);
     const std::string section = v.name == "b25_class_flow" ? "B 2.5" : "B 2.6";
     report.add({section, "Training loss, " + v.title, v.name + "_loss.png",
-                "ClassConditionalUNet, p_uncond = 0.1, " + train_text + ", " + lr_text,
+                "ClassConditionalUNet D = " + std::to_string(v.hidden) + ", p_uncond = 0.1, " + train_text + ", " + lr_text,
                 {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
     for (auto e : cfg.snapshot_epochs)
       report.add({"B 2.6", v.title + ": 4 samples of each digit " + detail::epochs_label(e), v.name + "_epoch" + std::to_string(e) + ".png",
@@ -266,7 +277,8 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     const auto x = sample_class_flow(net, labels, cfg.sampling, gen, cfg.device);
     report.timing("sample " + v.name + " (" + std::to_string(x.size(0)) + " images)", p.finish());
     const auto q = detail::quality(ctx, x, labels);
-    comparison.emplace_back(v.title, "loss " + fmt(run.final_epoch_loss) + ", CAS " + fmt(100 * q.cas, 3) + "%, FD " + fmt(q.fd));
+    if (v.hidden == cfg.variant_hidden)
+      comparison.emplace_back(v.title, "loss " + fmt(run.final_epoch_loss) + ", CAS " + fmt(100 * q.cas, 3) + "%, FD " + fmt(q.fd));
     if (v.name == "b25_class_flow") {
       detail::export_idx(report, "flow_class_cfg", x, labels);
       report.add({"B 2.6", "Evaluation of the final class-conditioned model (CFG γ = " + fmt(cfg.sampling.gamma) + ")",
@@ -280,9 +292,12 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
   report.note({"B 2.6", "Can we get rid of the learning-rate scheduler?",
                "The scheduler lowers the learning rate tenfold over the run, so late updates are small enough to settle "
                "into a minimum. Without it, we compensate by training at a constant learning rate of " + fmt(cfg.no_scheduler_lr) +
-                   " (about the scheduler's late-run value) for the same number of epochs. Measured, same seed and data: " +
-                   comparison[0].first + ": " + comparison[0].second + "; " + comparison[1].first + ": " + comparison[1].second +
-                   "; " + comparison[2].first + ": " + comparison[2].second + "."});
+                   " (about the scheduler's late-run value) for the same number of epochs. Measured, same seed, data and D = " +
+                   std::to_string(cfg.variant_hidden) + ": " + [&] {
+                     std::string t;
+                     for (const auto& [title, result] : comparison) t += title + ": " + result + "; ";
+                     return t;
+                   }()});
 
   // ---- solvers: quality against model calls on the same model ----
   const auto labels = digit_labels(cfg.eval_per_class);
