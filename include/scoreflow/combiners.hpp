@@ -13,6 +13,16 @@
 
 namespace scoreflow {
 
+namespace detail {
+/// The condition of every part, in order (each part is a {condition, …} pair).
+template <class C, class Parts>
+std::vector<C> conditions_of(const Parts& parts) {
+  std::vector<C> out;
+  for (const auto& p : parts) out.push_back(p.condition);
+  return out;
+}
+}  // namespace detail
+
 /// One prompt (condition), used as it is.
 template <class C>
 struct SinglePrompt {
@@ -47,11 +57,7 @@ class Anagram {
     for (const auto& p : parts_) out.push_back(p.view.apply(x));
     return out;
   }
-  std::vector<C> conditions() const {
-    std::vector<C> out;
-    for (const auto& p : parts_) out.push_back(p.condition);
-    return out;
-  }
+  std::vector<C> conditions() const { return detail::conditions_of<C>(parts_); }
   template <Tensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) {
@@ -90,11 +96,7 @@ class Factorized {
 
   template <Tensor T>
   std::vector<T> inputs(const T& x) const { return std::vector<T>(parts_.size(), x); }
-  std::vector<C> conditions() const {
-    std::vector<C> out;
-    for (const auto& p : parts_) out.push_back(p.condition);
-    return out;
-  }
+  std::vector<C> conditions() const { return detail::conditions_of<C>(parts_); }
   template <Tensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) {
