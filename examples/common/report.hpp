@@ -43,7 +43,14 @@ class Report {
     return p;
   }
 
-  void add(Figure f) { figures_.push_back(std::move(f)); }
+  void add(Figure f) {
+    if (!f.numbers.empty()) {  // measured numbers also go to the log as they appear
+      std::string line = "[scoreflow] " + f.section + " " + f.title + ":";
+      for (const auto& [k, v] : f.numbers) line += " " + k + " = " + v + ";";
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    figures_.push_back(std::move(f));
+  }
   void note(Note n) { notes_.push_back(std::move(n)); }
   void timing(const std::string& stage, double seconds) { timings_.emplace_back(stage, seconds); }
   void section_title(const std::string& section, const std::string& title) { section_titles_[section] = title; }
