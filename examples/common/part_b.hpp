@@ -116,7 +116,8 @@ inline void part_b_denoiser(const PartBConfig& cfg, PartBContext& ctx, Report& r
     torch::manual_seed(cfg.seed);
     sm::UnconditionalUNet net(sm::UNetOptions{.hidden = cfg.denoiser_hidden});
     tr::TrainOptions o{.epochs = cfg.denoiser_epochs, .batch_size = cfg.denoiser_batch, .lr = cfg.denoiser_lr,
-                       .seed = cfg.seed, .device = cfg.device, .log_every = 5, .checkpoint_dir = ctx.cache / name};
+                       .seed = cfg.seed, .device = cfg.device, .log_every = 5};
+    o.checkpoint_dir = run_dir(ctx.cache, name, o, "unet D" + std::to_string(cfg.denoiser_hidden) + " n" + std::to_string(ctx.train.size()));
     tr::Trainer trainer(net, pure ? tr::Denoising::pure_noise() : tr::Denoising(0.5), o);
     torch::manual_seed(cfg.seed + 1);
     const auto test_x = ctx.test.images.slice(0, 0, 8);
@@ -204,7 +205,8 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     sm::TimeConditionalUNet net(sm::UNetOptions{.hidden = cfg.variant_hidden});
     tr::TrainOptions o{.epochs = cfg.flow_epochs, .batch_size = cfg.flow_batch, .lr = cfg.flow_lr,
                        .lr_decay = tr::seed_lr_decay(cfg.flow_epochs), .seed = cfg.seed, .device = cfg.device,
-                       .log_every = 10, .checkpoint_dir = ctx.cache / "b22_time_flow"};
+                       .log_every = 10};
+    o.checkpoint_dir = run_dir(ctx.cache, "b22_time_flow", o, "time D" + std::to_string(cfg.variant_hidden) + " n" + std::to_string(ctx.train.size()));
     tr::Trainer trainer(net, tr::FlowMatching<>{}, o);
     auto run = train_cached("b22_time_flow", "time-conditioned flow", trainer, data, report, [&](const tr::EpochSummary& s) {
       if (!is_snapshot(s.epoch)) return;
@@ -252,7 +254,8 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     torch::manual_seed(cfg.seed);
     sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = v.hidden});
     tr::TrainOptions o{.epochs = cfg.flow_epochs, .batch_size = cfg.flow_batch, .lr = v.lr, .lr_decay = v.decay,
-                       .seed = cfg.seed, .device = cfg.device, .log_every = 10, .checkpoint_dir = ctx.cache / v.name};
+                       .seed = cfg.seed, .device = cfg.device, .log_every = 10};
+    o.checkpoint_dir = run_dir(ctx.cache, v.name, o, "class D" + std::to_string(v.hidden) + " n" + std::to_string(ctx.train.size()));
     tr::Trainer trainer(net, tr::FlowMatching<tr::ClassDropout>{tr::ClassDropout{0.1}}, o);
     const auto grid_labels = digit_labels(4);
     auto run = train_cached(v.name, v.title, trainer, data, report, [&](const tr::EpochSummary& s) {

@@ -3,6 +3,7 @@
 // progress. An interrupted run resumes from the last epoch checkpoint; a finished one is reused.
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "common/report.hpp"
@@ -24,6 +25,18 @@ inline scoreflow::LossLog open_loss_log(const fs::path& csv, std::int64_t step) 
   for (const auto& r : records)
     if (r.step <= step) log.write(r);
   return log;
+}
+
+/// cache/<name>-<hash of the configuration>: a run is reused only by the same configuration, so
+/// changing an option retrains instead of silently loading a stale model.
+inline fs::path run_dir(const fs::path& cache, const std::string& name, const tr::TrainOptions& o,
+                        const std::string& model_and_data) {
+  std::string key = model_and_data + "|" + std::to_string(o.epochs) + "|" + std::to_string(o.batch_size) + "|" +
+                    std::to_string(o.lr) + "|" + (o.lr_decay ? std::to_string(*o.lr_decay) : "none") + "|" +
+                    std::to_string(o.seed);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(std::hash<std::string>{}(key)));
+  return cache / (name + "-" + std::string(hex).substr(0, 10));
 }
 
 struct TrainedRun {
