@@ -4,6 +4,8 @@
 // for a CPU.
 //
 //   part_a --data data --out part_a_out [--quick] [--device cpu|cuda] [--seed 42]
+#include <optional>
+
 #include <CLI/CLI.hpp>
 
 #include "common/context.hpp"
@@ -19,11 +21,28 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick, "a small model and a short run for a CPU");
   app.add_option("--device", device_name, "cpu, cuda or auto");
   app.add_option("--seed", seed, "the one seed used throughout");
+  std::optional<std::int64_t> hidden, epochs, batch, train_limit, eval_per_class;
+  std::optional<double> lr;
+  std::optional<int> eval_steps;
+  app.add_option("--hidden", hidden, "override: UNet hidden dimension D");
+  app.add_option("--epochs", epochs, "override: training epochs");
+  app.add_option("--batch", batch, "override: batch size");
+  app.add_option("--lr", lr, "override: Adam learning rate (decayed tenfold over the run)");
+  app.add_option("--train-limit", train_limit, "override: use only the first N training images (0: all)");
+  app.add_option("--eval-per-class", eval_per_class, "override: evaluation samples per digit");
+  app.add_option("--eval-steps", eval_steps, "override: evaluation grid, spaced(N); 0: strided(990, 30)");
   CLI11_PARSE(app, argc, argv);
   try {
     examples::Progress total("part_a");
     auto cfg = quick ? examples::PartAConfig::quick() : examples::PartAConfig::full();
     cfg.seed = seed;
+    if (hidden) cfg.hidden = *hidden;
+    if (epochs) cfg.epochs = *epochs;
+    if (batch) cfg.batch = *batch;
+    if (lr) cfg.lr = *lr;
+    if (train_limit) cfg.train_limit = *train_limit;
+    if (eval_per_class) cfg.eval_per_class = *eval_per_class;
+    if (eval_steps) cfg.eval_steps = *eval_steps;
     cfg.device = device_name == "auto" ? scoreflow::training::default_device() : torch::Device(device_name);
     examples::Report report(out);
     const auto paths = scoreflow::mnist_paths(data);
@@ -33,12 +52,14 @@ int main(int argc, char** argv) {
                                std::filesystem::path(out) / "cache"};
     {
       examples::Progress p("evaluator classifier (train once, then cached)");
-      ctx.classifier = examples::cached_classifier(train, ctx.test, ctx.cache, cfg.device, nullptr);
+      ctx.classifier = examples::cached_classifier(examples::limited(train, cfg.classifier_limit), ctx.test, ctx.cache, cfg.device, nullptr);
       const double acc = scoreflow::classification_accuracy(ctx.classifier, ctx.test.images, ctx.test.labels);
       report.timing("evaluator classifier (train or load)", p.finish());
       report.note({"A 2", "Evaluator",
                    "CAS (classifier accuracy on generated samples against the class asked for) and Fréchet distance use a "
-                   "small CNN trained on the full MNIST training split; its accuracy on the held-out test split is " +
+                   "small CNN trained on " +
+                       (cfg.classifier_limit > 0 ? "the first " + std::to_string(cfg.classifier_limit) + " MNIST training images"
+                                                 : std::string("the full MNIST training split")) + "; its accuracy on the held-out test split is " +
                        examples::fmt(100 * acc, 4) + "%. Fréchet distances use its 128-d penultimate features: comparable "
                        "within this gallery, not with published FIDs."});
     }
