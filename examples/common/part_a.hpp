@@ -55,6 +55,14 @@ struct PartAConfig {
     c.classifier_limit = 20000;
     return c;
   }
+  /// A smoke test (CI): every code path, meaningless quality.
+  static PartAConfig tiny() {
+    PartAConfig c;
+    c.train_limit = 256;
+    c.hidden = 8, c.epochs = 1, c.batch = 32;
+    c.eval_per_class = 2, c.eval_steps = 4, c.eval_uncond = 16;
+    return c;
+  }
 };
 
 /// Data and evaluator: the same as Part B's.
@@ -582,7 +590,7 @@ inline void part_a_evaluation(const PartAConfig& cfg, PartAContext& ctx, detail:
   const auto qu = quality(ctx, xu, {});
   const auto real = ctx.train.images.slice(0, 0, x.size(0));
   const auto qr = quality(ctx, real, ctx.train.labels.slice(0, 0, x.size(0)));
-  const auto show = x.view({10, -1, 1, 28, 28}).slice(1, 0, 4).transpose(0, 1).reshape({40, 1, 28, 28});
+  const auto show = x.view({10, -1, 1, 28, 28}).slice(1, 0, 4).transpose(0, 1).reshape({-1, 1, 28, 28});
   scoreflow::save_grid_png(report.path("a2_eval_cfg.png"), show, digit_grid(10));
   scoreflow::save_grid_png(report.path("a2_eval_uncond.png"), xu.slice(0, 0, 40), digit_grid(10));
   report.add({"A 2", "Class-conditional samples with CFG γ = " + fmt(m.gamma), "a2_eval_cfg.png",
@@ -598,4 +606,15 @@ inline void part_a_evaluation(const PartAConfig& cfg, PartAContext& ctx, detail:
   std::fprintf(stderr, "[scoreflow] A 2: CFG CAS %.2f%% FD %.3f; unconditional FD %.3f; real FD %.3f\n", 100 * q.cas, q.fd, qu.fd, qr.fd);
 }
 
+}  // namespace examples
+
+namespace examples {
+/// Every Part A deliverable in seed order (the gallery's entry point).
+inline void part_a(const PartAConfig& cfg, PartAContext& ctx, Report& report) {
+  auto model = part_a_model(cfg, ctx, report);
+  part_a_sampling(ctx, model, report);
+  part_a_editing(ctx, model, report);
+  part_a_illusions(ctx, model, report);
+  part_a_evaluation(cfg, ctx, model, report);
+}
 }  // namespace examples

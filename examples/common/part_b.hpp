@@ -313,7 +313,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     const double secs = p.finish();
     const auto q = detail::quality(ctx, x, labels);
     const std::string file = std::string("b27_") + name(solver) + "_" + std::to_string(steps) + ".png";
-    scoreflow::save_grid_png(report.path(file), x.view({10, -1, 1, 28, 28}).slice(1, 0, 4).transpose(0, 1).reshape({40, 1, 28, 28}).clamp(0, 1),
+    scoreflow::save_grid_png(report.path(file), x.view({10, -1, 1, 28, 28}).slice(1, 0, 4).transpose(0, 1).reshape({-1, 1, 28, 28}).clamp(0, 1),
                              detail::digit_grid(10));
     report.add({"B 2.7", std::string(name(solver)) + ", " + std::to_string(steps) + " steps", file,
                 std::to_string(steps * calls_per_step(solver)) + " model calls per sample (a batched CFG call counts once), γ = " +
