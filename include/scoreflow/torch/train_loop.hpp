@@ -36,6 +36,7 @@
 #include "scoreflow/errors.hpp"
 #include "scoreflow/random.hpp"
 #include "scoreflow/torch/checkpoint.hpp"
+#include "scoreflow/torch/dataset.hpp"
 #include "scoreflow/torch/objectives.hpp"
 
 namespace scoreflow::training {
@@ -65,14 +66,8 @@ struct DataSource {
 /// alone (Fisher–Yates on scoreflow::Generator, identical on every platform).
 inline std::vector<std::int64_t> shuffled_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch) {
   scoreflow::detail::require(n >= 0, "n", n, "must be non-negative");
-  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-  std::iota(order.begin(), order.end(), std::int64_t{0});
   Generator gen(seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(epoch + 1)));
-  for (std::int64_t i = n - 1; i > 0; --i) {
-    const auto j = static_cast<std::int64_t>(gen.next_u64() % static_cast<std::uint64_t>(i + 1));
-    std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
-  }
-  return order;
+  return random_permutation(n, gen);  // the data layer's Fisher–Yates (no modulo bias)
 }
 
 /// An in-memory data source over images N×C×H×W and labels N (labels may be undefined),
