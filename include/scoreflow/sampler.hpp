@@ -28,7 +28,8 @@ struct StepInfo {
   std::size_t total;       ///< steps in this run
   std::size_t grid_index;  ///< where x now is on the grid
   double time;             ///< Timestep value or flow time at grid_index
-  std::size_t model_calls; ///< model evaluations so far (a batched CFG call counts once)
+  std::size_t model_calls; ///< predictions the step rule asked for so far (each is one batched model call
+                           ///< covering all prompts and CFG branches when the condition concatenates)
   const T& x;
 };
 
