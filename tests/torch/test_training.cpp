@@ -9,12 +9,14 @@
 #include <fstream>
 #include <set>
 
+#include "model_helpers.hpp"
 #include "scoreflow/torch/dataset.hpp"
 #include "scoreflow/torch/training.hpp"
 
 using namespace scoreflow;
 using namespace scoreflow::models;
 using namespace scoreflow::training;
+using sftest::SingleThread;
 namespace fs = std::filesystem;
 
 namespace {
@@ -45,16 +47,6 @@ fs::path temp_dir(const std::string& name) {
   return dir;
 }
 
-/// One intra-op thread while alive (the fixture of every test case here): these nets are tiny
-/// (D ≤ 8), and on a busy 2-core machine a second OpenMP thread mostly spins (measured: 1.3 s
-/// → 9.7 s for the small cases). The previous setting comes back afterwards.
-struct SingleThread {
-  int previous = torch::get_num_threads();
-  SingleThread() { torch::set_num_threads(1); }
-  ~SingleThread() { torch::set_num_threads(previous); }
-  SingleThread(const SingleThread&) = delete;
-  SingleThread& operator=(const SingleThread&) = delete;
-};
 
 /// Mean training loss over the first and the last `window` steps of a run.
 template <class Net, class Objective>

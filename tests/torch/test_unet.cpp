@@ -4,21 +4,15 @@
 
 #include <torch/torch.h>
 
+#include "model_helpers.hpp"
 #include "scoreflow/torch/unet.hpp"
 
 using namespace scoreflow::models;
+using sftest::SingleThread;
+using sftest::calibrate_batchnorm;
 
 namespace {
 
-/// One intra-op thread while alive (the fixture of every test case here): the nets are tiny, and
-/// on a busy 2-core machine a second OpenMP thread mostly spins. The previous setting comes back.
-struct SingleThread {
-  int previous = torch::get_num_threads();
-  SingleThread() { torch::set_num_threads(1); }
-  ~SingleThread() { torch::set_num_threads(previous); }
-  SingleThread(const SingleThread&) = delete;
-  SingleThread& operator=(const SingleThread&) = delete;
-};
 torch::Tensor images(std::int64_t n, std::int64_t size = 28, std::int64_t channels = 1) {
   torch::manual_seed(7);
   return torch::rand({n, channels, size, size});
@@ -26,27 +20,6 @@ torch::Tensor images(std::int64_t n, std::int64_t size = 28, std::int64_t channe
 
 std::int64_t count(const std::shared_ptr<torch::nn::Module>& m) { return parameter_count(*m); }
 
-/// Sets every BatchNorm's running statistics to the batch statistics of one training-mode pass
-/// (cumulative averaging over a single batch) and leaves the net in eval mode. A fresh BatchNorm
-/// (mean 0, var 1) barely normalises in eval mode, which would shrink the decoder's signal and
-/// hide what conditioning does.
-template <class Net, class... Args>
-void calibrate_batchnorm(Net& net, const Args&... args) {
-  std::vector<torch::nn::BatchNorm2dImpl*> norms;
-  for (const auto& m : net->modules(/*include_self=*/false))
-    if (auto* bn = m->template as<torch::nn::BatchNorm2d>()) norms.push_back(bn);
-  for (auto* bn : norms) {
-    bn->reset_running_stats();
-    bn->options.momentum(c10::nullopt);
-  }
-  {
-    torch::NoGradGuard g;
-    net->train();
-    net->forward(args...);
-  }
-  for (auto* bn : norms) bn->options.momentum(0.1);
-  net->eval();
-}
 }  // namespace
 
 TEST_CASE_FIXTURE(SingleThread, "UNet parameter counts match the PyTorch reference exactly (seed Part B §1.1, §2.1, §2.4)") {
