@@ -41,7 +41,9 @@ class Inpaint {
   Inpaint(T original, T mask, RePaint repaint = {})
       : original_(std::move(original)), mask_(std::move(mask)), repaint_(repaint) {
     if (ops::shape(original_) != ops::shape(mask_))
-      throw shape_error("inpaint: mask shape differs from the original image's shape");
+      throw shape_error(detail::concat("inpaint: mask shape ", detail::shape_text(ops::shape(mask_)),
+                                       " differs from the original image's shape ",
+                                       detail::shape_text(ops::shape(original_))));
     detail::require(repaint_.jump_length >= 1, "repaint.jump_length", repaint_.jump_length, "must be at least 1");
     detail::require(repaint_.resamples >= 1, "repaint.resamples", repaint_.resamples, "must be at least 1");
   }
@@ -78,7 +80,9 @@ class Inpaint {
   }
 
   void check(const T& x) const {
-    if (ops::shape(x) != ops::shape(mask_)) throw shape_error("inpaint: mask shape differs from the sample's shape");
+    if (ops::shape(x) != ops::shape(mask_))
+      throw shape_error(detail::concat("inpaint: mask shape ", detail::shape_text(ops::shape(mask_)),
+                                       " differs from the sample's shape ", detail::shape_text(ops::shape(x))));
   }
 
   [[nodiscard]] const T& original() const { return original_; }

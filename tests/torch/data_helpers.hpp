@@ -67,6 +67,40 @@ inline void write_gzip(const std::filesystem::path& path, const Bytes& bytes) {
   REQUIRE(gzclose(gz) == Z_OK);
 }
 
+inline void put_be32(Bytes& b, std::uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<unsigned char>((v >> s) & 0xff));
+}
+inline void png_chunk(Bytes& png, const char* type, const Bytes& data) {
+  put_be32(png, static_cast<std::uint32_t>(data.size()));
+  Bytes body(type, type + 4);
+  body.insert(body.end(), data.begin(), data.end());
+  png.insert(png.end(), body.begin(), body.end());
+  put_be32(png, static_cast<std::uint32_t>(crc32(0, body.data(), static_cast<uInt>(body.size()))));
+}
+/// A PNG made by hand (so that 16-bit, 0×0 and absurd sizes can be produced): `rows` are the
+/// unfiltered scanlines, concatenated.
+inline Bytes make_png(std::uint32_t width, std::uint32_t height, unsigned char depth, unsigned char color_type,
+                      const Bytes& rows, std::size_t row_bytes) {
+  Bytes png{0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  Bytes ihdr;
+  put_be32(ihdr, width);
+  put_be32(ihdr, height);
+  ihdr.insert(ihdr.end(), {depth, color_type, 0, 0, 0});
+  png_chunk(png, "IHDR", ihdr);
+  Bytes raw;
+  for (std::size_t r = 0; row_bytes > 0 && r < rows.size() / row_bytes; ++r) {
+    raw.push_back(0);  // filter: none
+    raw.insert(raw.end(), rows.begin() + static_cast<long>(r * row_bytes),
+               rows.begin() + static_cast<long>((r + 1) * row_bytes));
+  }
+  uLongf size = compressBound(static_cast<uLong>(raw.size()));
+  Bytes z(size);
+  REQUIRE(compress(z.data(), &size, raw.data(), static_cast<uLong>(raw.size())) == Z_OK);
+  z.resize(size);
+  png_chunk(png, "IDAT", z);
+  png_chunk(png, "IEND", {});
+  return png;
+}
 /// Runs `action`, which must throw scoreflow::io_error whose message names `file` and contains
 /// `phrase`.
 template <class Action>

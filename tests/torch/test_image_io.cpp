@@ -11,42 +11,9 @@
 using namespace scoreflow;
 using sftest::Bytes;
 using sftest::check_io_error;
+using sftest::make_png;
 
 namespace {
-void put32(Bytes& b, std::uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<unsigned char>((v >> s) & 0xff));
-}
-void chunk(Bytes& png, const char* type, const Bytes& data) {
-  put32(png, static_cast<std::uint32_t>(data.size()));
-  Bytes body(type, type + 4);
-  body.insert(body.end(), data.begin(), data.end());
-  png.insert(png.end(), body.begin(), body.end());
-  put32(png, static_cast<std::uint32_t>(crc32(0, body.data(), static_cast<uInt>(body.size()))));
-}
-/// A PNG made by hand (so that 16-bit, 0×0 and absurd sizes can be produced): `rows` are the
-/// unfiltered scanlines, concatenated.
-Bytes make_png(std::uint32_t width, std::uint32_t height, unsigned char depth, unsigned char color_type,
-               const Bytes& rows, std::size_t row_bytes) {
-  Bytes png{0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-  Bytes ihdr;
-  put32(ihdr, width);
-  put32(ihdr, height);
-  ihdr.insert(ihdr.end(), {depth, color_type, 0, 0, 0});
-  chunk(png, "IHDR", ihdr);
-  Bytes raw;
-  for (std::size_t r = 0; row_bytes > 0 && r < rows.size() / row_bytes; ++r) {
-    raw.push_back(0);  // filter: none
-    raw.insert(raw.end(), rows.begin() + static_cast<long>(r * row_bytes),
-               rows.begin() + static_cast<long>((r + 1) * row_bytes));
-  }
-  uLongf size = compressBound(static_cast<uLong>(raw.size()));
-  Bytes z(size);
-  REQUIRE(compress(z.data(), &size, raw.data(), static_cast<uLong>(raw.size())) == Z_OK);
-  z.resize(size);
-  chunk(png, "IDAT", z);
-  chunk(png, "IEND", {});
-  return png;
-}
 /// Values k/255 for k = 0, 1, ... in [C,H,W] (exact through 8-bit PNG).
 torch::Tensor ramp(std::int64_t c, std::int64_t h, std::int64_t w) {
   return (torch::arange(c * h * w, torch::kFloat32).remainder(256) / 255.0f).view({c, h, w});

@@ -29,7 +29,9 @@
 #include <torch/types.h>
 
 #include "scoreflow/errors.hpp"
+#include "scoreflow/torch/atomic_file.hpp"
 #include "scoreflow/torch/objectives.hpp"
+#include "scoreflow/torch/torch_message.hpp"
 
 namespace scoreflow::training {
 
@@ -58,7 +60,10 @@ inline std::string quoted(const std::filesystem::path& p) { return "'" + p.strin
 inline torch::Tensor scalar(std::int64_t v) { return torch::tensor({v}, torch::TensorOptions().dtype(torch::kLong)); }
 inline torch::Tensor scalar(double v) { return torch::tensor({v}, torch::TensorOptions().dtype(torch::kFloat64)); }
 
-/// Writes `archive` to `<file>.tmp`, then renames it over `file`.
+/// Serializes `archive` in memory, then writes it through `<file>.tmp` renamed over `file`
+/// (atomic_file.hpp). Not archive.save_to(path): LibTorch's zip writer finishes the file in its
+/// destructor, and a write error there (a full disk) throws from a destructor and aborts the
+/// program; in memory nothing can fail, and our writer reports the full disk as an exception.
 inline void atomic_save(torch::serialize::OutputArchive& archive, const std::filesystem::path& file) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -66,20 +71,16 @@ inline void atomic_save(torch::serialize::OutputArchive& archive, const std::fil
   if (ec)
     throw checkpoint_error(scoreflow::detail::concat("cannot create the directory of ", quoted(file), ": ",
                                                      ec.message()));
-  fs::path tmp = file;
-  tmp += ".tmp";
+  std::vector<unsigned char> bytes;
+  archive.save_to([&](const void* data, std::size_t size) -> std::size_t {
+    const auto* p = static_cast<const unsigned char*>(data);
+    bytes.insert(bytes.end(), p, p + size);
+    return size;
+  });
   try {
-    archive.save_to(tmp.string());
-  } catch (const std::exception& e) {
-    fs::remove(tmp, ec);
-    throw checkpoint_error(scoreflow::detail::concat("cannot write ", quoted(tmp), ": ", e.what()));
-  }
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw checkpoint_error(scoreflow::detail::concat("cannot rename ", quoted(tmp), " to ", quoted(file), ": ",
-                                                     ec.message()));
+    write_file_atomically(file, bytes);
+  } catch (const io_error& e) {
+    throw checkpoint_error(e.what());
   }
 }
 
@@ -97,7 +98,7 @@ inline torch::serialize::InputArchive open_archive(const std::filesystem::path& 
   } catch (const std::exception& e) {
     throw checkpoint_error(scoreflow::detail::concat("cannot read ", quoted(file),
                                                      ": not a complete torch archive (truncated or foreign file?): ",
-                                                     e.what()));
+                                                     scoreflow::detail::torch_message(e)));
   }
   torch::Tensor format;
   if (!archive.try_read(kFormatKey, format) || format.numel() != 2 || format.scalar_type() != torch::kLong)
@@ -245,7 +246,7 @@ inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module
     rng.set_state(rng_state);
   } catch (const std::exception& e) {
     throw checkpoint_error(scoreflow::detail::concat("cannot restore the optimizer/RNG state from ",
-                                                     detail::quoted(file), ": ", e.what()));
+                                                     detail::quoted(file), ": ", scoreflow::detail::torch_message(e)));
   }
   state = loaded;
 }

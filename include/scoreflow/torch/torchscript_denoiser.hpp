@@ -48,6 +48,7 @@
 #include <torch/nn/functional/upsampling.h>
 #include <torch/script.h>
 
+#include "scoreflow/torch/torch_message.hpp"
 #include "scoreflow/denoiser.hpp"
 #include "scoreflow/diffusion_steps.hpp"
 #include "scoreflow/dynamic_threshold.hpp"
@@ -114,15 +115,6 @@ class ExportInfo {
 };
 
 namespace detail {
-
-inline std::string torch_message(const std::exception& e) {
-  std::string m;
-  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) m = c->what_without_backtrace();
-  else m = e.what();
-  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-  if (m.size() > 2000) m = m.substr(0, 2000) + " …";
-  return m;
-}
 
 inline std::string shape_of(const torch::Tensor& t) {
   if (!t.defined()) return "undefined";
