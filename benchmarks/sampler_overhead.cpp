@@ -1,7 +1,20 @@
 // The sampler's own cost per step: a trivial denoiser (returns zeros: no model work), a
-// 1×3×64×64 image, the seed's strided DDPM loop. items_per_second = sampler steps per second.
-// Names: BM_SamplerOverhead/<backend>/<variant>.
+// 1×3×64×64 image, the seed's strided DDPM loop (33 steps). items_per_second = sampler steps per second.
+//
+//   BM_SamplerOverhead/<backend>/<variant>  the library's Sampler
+//   BM_MinimalLoop/<backend>/<variant>      the same arithmetic written by hand: the same trivial
+//                                           denoiser, the same noise draws from the same streams,
+//                                           one fused pass per step into preallocated buffers
+//   BM_NormalDraw/12288                     the 12,288 Gaussian draws of one step alone
+//
+// The sampler's loop overhead is BM_SamplerOverhead − BM_MinimalLoop (us_per_step counters);
+// both include the noise draws, which are work the step has to do. The minimal loop's result is
+// checked against the sampler's (counter max_abs_diff, expected 0).
 #include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "scoreflow/core.hpp"
 #ifdef SCOREFLOW_BENCH_TORCH
@@ -12,48 +25,174 @@ using namespace scoreflow;
 
 namespace {
 enum class Variant { no_noise, fixed_small, cfg };
+constexpr double kGamma = 7.0;
+
+template <class T>
+auto trivial_denoiser() {
+  return denoiser([](const T& x, Timestep, const T&) { return ops::scale(0.0, x); }, Parameterization::noise);
+}
+
+DiffusionSchedule<DDPMStep> schedule_for(Variant v) {
+  return {NoiseSchedule::cosine(), DiffusionGrid::strided(),
+          DDPMStep{v == Variant::no_noise ? StepVariance::none : StepVariance::fixed_small}};
+}
+
+template <class T>
+T run_sampler(const T& proto, Variant variant, Generator& gen) {
+  static auto trivial = trivial_denoiser<T>();
+  static const auto schedule_nn = schedule_for(Variant::no_noise);
+  static const auto schedule_fs = schedule_for(Variant::fixed_small);
+  const auto& schedule = variant == Variant::no_noise ? schedule_nn : schedule_fs;
+  const T cond = ops::scale(0.0, proto);
+  SamplerOptions options{.check_finite = false};
+  if (variant == Variant::cfg) {
+    Sampler s{schedule, ClassifierFree<T>{kGamma, cond}, SinglePrompt<T>{cond}, Unconstrained{}, options};
+    return s.sample(trivial, PureNoise<T>{proto}, gen);
+  }
+  Sampler s{schedule, NoGuidance{}, SinglePrompt<T>{cond}, Unconstrained{}, options};
+  return s.sample(trivial, PureNoise<T>{proto}, gen);
+}
+
+// Raw float storage of a contiguous CPU tensor, per backend.
+float* data_of(xt::xarray<float>& x) { return x.data(); }
+const float* data_of(const xt::xarray<float>& x) { return x.data(); }
+#ifdef SCOREFLOW_BENCH_TORCH
+float* data_of(torch::Tensor& x) { return x.data_ptr<float>(); }
+const float* data_of(const torch::Tensor& x) { return x.data_ptr<float>(); }
+#endif
+
+/// The DDPM loop by hand: same denoiser calls, same coefficients (rounded to float as the
+/// backends do), same draws; x̂₀, the posterior mean and the noise fused into one pass.
+template <class T>
+T run_minimal(const T& proto, Variant variant, Generator& gen, std::vector<float>& z) {
+  static auto trivial = trivial_denoiser<T>();
+  static const auto schedule = schedule_for(variant == Variant::no_noise ? Variant::no_noise : Variant::fixed_small);
+  const T cond = ops::scale(0.0, proto);
+  const auto n = z.size();
+  Generator start_gen(gen.next_u64());
+  Generator policy_gen(gen.next_u64());  // drawn to keep the streams as the sampler's
+  T x = ops::randn_like(proto, start_gen);
+  float* px = data_of(x);
+  for (std::size_t i = 0; i + 1 < schedule.size(); ++i) {
+    const DiffusionStepContext c{schedule.grid[i], schedule.grid[i + 1], schedule.alpha_bar(i), schedule.alpha_bar(i + 1)};
+    const double r = 1.0 / std::sqrt(c.alpha_bar);
+    const auto a0 = static_cast<float>(r), a1 = static_cast<float>(-std::sqrt(1.0 - c.alpha_bar) * r);
+    const auto c0 = static_cast<float>(std::sqrt(c.alpha_bar_prev) * c.beta() / (1.0 - c.alpha_bar));
+    const auto c1 = static_cast<float>(std::sqrt(c.alpha()) * (1.0 - c.alpha_bar_prev) / (1.0 - c.alpha_bar));
+    const bool noisy = variant != Variant::no_noise && c.t.value > 0;
+    const auto sigma = static_cast<float>(std::sqrt(c.posterior_variance()));
+    if (variant == Variant::cfg) {
+      const T ec = trivial.fn(x, c.t, cond);
+      const T eu = trivial.fn(x, c.t, cond);
+      const float* pc = data_of(ec);
+      const float* pu = data_of(eu);
+      const auto g0 = static_cast<float>(1.0 - kGamma), g1 = static_cast<float>(kGamma);
+      gen.fill_normal(std::span<float>(z));
+      for (std::size_t k = 0; k < n; ++k) {
+        const float eps = g0 * pu[k] + g1 * pc[k];
+        const float x0 = a0 * px[k] + a1 * eps;
+        px[k] = 1.0f * (c0 * x0 + c1 * px[k]) + sigma * z[k];
+      }
+    } else {
+      const T e = trivial.fn(x, c.t, cond);
+      const float* pe = data_of(e);
+      if (noisy) {
+        gen.fill_normal(std::span<float>(z));
+        for (std::size_t k = 0; k < n; ++k) {
+          const float x0 = a0 * px[k] + a1 * pe[k];
+          px[k] = 1.0f * (c0 * x0 + c1 * px[k]) + sigma * z[k];
+        }
+      } else {
+        for (std::size_t k = 0; k < n; ++k) px[k] = c0 * (a0 * px[k] + a1 * pe[k]) + c1 * px[k];
+      }
+    }
+  }
+  return x;
+}
+
+template <class T>
+double max_abs_diff(const T& a, const T& b) {
+  const auto va = ops::to_vector(a), vb = ops::to_vector(b);
+  double m = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
+  return m;
+}
+
+void set_counters(benchmark::State& state, std::size_t steps) {
+  state.SetItemsProcessed(static_cast<std::int64_t>(steps));
+  state.counters["us_per_step"] =
+      benchmark::Counter(static_cast<double>(steps) * 1e-6, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
 
 template <class T>
 void run_overhead(benchmark::State& state, T proto, Variant variant) {
-  auto trivial = denoiser([](const T& x, Timestep, const T&) { return ops::scale(0.0, x); }, Parameterization::noise);
-  const auto variance = variant == Variant::no_noise ? StepVariance::none : StepVariance::fixed_small;
-  const DiffusionSchedule<DDPMStep> schedule{NoiseSchedule::cosine(), DiffusionGrid::strided(), DDPMStep{variance}};
-  const T cond = ops::scale(0.0, proto);
-  SamplerOptions options{.check_finite = false};
   Generator gen(0);
   std::size_t steps = 0;
+  const std::size_t per_run = schedule_for(variant).size() - 1;
   for (auto _ : state) {
-    T x;
-    if (variant == Variant::cfg) {
-      Sampler s{schedule, ClassifierFree<T>{7.0, cond}, SinglePrompt<T>{cond}, Unconstrained{}, options};
-      x = s.sample(trivial, PureNoise<T>{proto}, gen);
-    } else {
-      Sampler s{schedule, NoGuidance{}, SinglePrompt<T>{cond}, Unconstrained{}, options};
-      x = s.sample(trivial, PureNoise<T>{proto}, gen);
-    }
+    T x = run_sampler(proto, variant, gen);
     benchmark::DoNotOptimize(x);
-    steps += schedule.size() - 1;
+    steps += per_run;
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(steps));
-  state.counters["us_per_step"] = benchmark::Counter(static_cast<double>(steps) * 1e-6,
-                                                     benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  set_counters(state, steps);
 }
 
-void xtensor_backend(benchmark::State& state, Variant v) {
-  run_overhead(state, xt::xarray<float>(xt::xarray<float>::from_shape({1, 3, 64, 64})), v);
+template <class T>
+void run_minimal_bench(benchmark::State& state, T proto, Variant variant) {
+  std::vector<float> z(static_cast<std::size_t>(ops::to_vector(proto).size()));
+  {  // same result as the sampler, from the same seed
+    Generator g1(5), g2(5);
+    const T a = run_sampler(proto, variant, g1);
+    const T b = run_minimal(proto, variant, g2, z);
+    state.counters["max_abs_diff"] = max_abs_diff(a, b);
+  }
+  Generator gen(0);
+  std::size_t steps = 0;
+  const std::size_t per_run = schedule_for(variant).size() - 1;
+  for (auto _ : state) {
+    T x = run_minimal(proto, variant, gen, z);
+    benchmark::DoNotOptimize(x);
+    steps += per_run;
+  }
+  set_counters(state, steps);
 }
+
+void normal_draw(benchmark::State& state) {
+  std::vector<float> z(12288);
+  Generator gen(0);
+  for (auto _ : state) {
+    gen.fill_normal(std::span<float>(z));
+    benchmark::DoNotOptimize(z.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 12288);
+}
+BENCHMARK(normal_draw)->Name("BM_NormalDraw/12288");
+
+xt::xarray<float> xt_proto() { return xt::xarray<float>::from_shape({1, 3, 64, 64}); }
+void xtensor_backend(benchmark::State& state, Variant v) { run_overhead(state, xt_proto(), v); }
+void xtensor_minimal(benchmark::State& state, Variant v) { run_minimal_bench(state, xt_proto(), v); }
 BENCHMARK_CAPTURE(xtensor_backend, no_noise, Variant::no_noise)->Name("BM_SamplerOverhead/xtensor/no_noise");
 BENCHMARK_CAPTURE(xtensor_backend, fixed_small, Variant::fixed_small)->Name("BM_SamplerOverhead/xtensor/fixed_small");
 BENCHMARK_CAPTURE(xtensor_backend, cfg, Variant::cfg)->Name("BM_SamplerOverhead/xtensor/cfg");
+BENCHMARK_CAPTURE(xtensor_minimal, no_noise, Variant::no_noise)->Name("BM_MinimalLoop/xtensor/no_noise");
+BENCHMARK_CAPTURE(xtensor_minimal, fixed_small, Variant::fixed_small)->Name("BM_MinimalLoop/xtensor/fixed_small");
+BENCHMARK_CAPTURE(xtensor_minimal, cfg, Variant::cfg)->Name("BM_MinimalLoop/xtensor/cfg");
 
 #ifdef SCOREFLOW_BENCH_TORCH
 void torch_backend(benchmark::State& state, Variant v) {
   torch::InferenceMode guard;
   run_overhead(state, torch::zeros({1, 3, 64, 64}), v);
 }
+void torch_minimal(benchmark::State& state, Variant v) {
+  torch::InferenceMode guard;
+  run_minimal_bench(state, torch::zeros({1, 3, 64, 64}), v);
+}
 BENCHMARK_CAPTURE(torch_backend, no_noise, Variant::no_noise)->Name("BM_SamplerOverhead/torch/no_noise");
 BENCHMARK_CAPTURE(torch_backend, fixed_small, Variant::fixed_small)->Name("BM_SamplerOverhead/torch/fixed_small");
 BENCHMARK_CAPTURE(torch_backend, cfg, Variant::cfg)->Name("BM_SamplerOverhead/torch/cfg");
+BENCHMARK_CAPTURE(torch_minimal, no_noise, Variant::no_noise)->Name("BM_MinimalLoop/torch/no_noise");
+BENCHMARK_CAPTURE(torch_minimal, fixed_small, Variant::fixed_small)->Name("BM_MinimalLoop/torch/fixed_small");
+BENCHMARK_CAPTURE(torch_minimal, cfg, Variant::cfg)->Name("BM_MinimalLoop/torch/cfg");
 #endif
 }  // namespace
 

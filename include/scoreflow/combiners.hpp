@@ -3,6 +3,7 @@
 // (input, condition) pairs the model must see — all of them go through one guidance call, hence
 // one batched model call — and how the answers combine back into one prediction.
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "scoreflow/denoiser.hpp"
@@ -28,8 +29,9 @@ template <class C>
 struct SinglePrompt {
   C condition{};
 
+  /// A view of x itself (no copy); valid while x lives.
   template <Tensor T>
-  std::vector<T> inputs(const T& x) const { return {x}; }
+  std::span<const T> inputs(const T& x) const { return {&x, 1}; }
   std::vector<C> conditions() const { return {condition}; }
   template <Tensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const { return std::move(answers.at(0)); }

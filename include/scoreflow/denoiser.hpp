@@ -6,6 +6,7 @@
 //
 // `time` is `Timestep` under a diffusion schedule and `FlowTime` under a flow schedule.
 #include <concepts>
+#include <ranges>
 #include <span>
 #include <string>
 #include <vector>
@@ -97,15 +98,22 @@ Prediction<T> check_and_wrap(T out, const Shape& in_shape, Parameterization kind
 }
 }  // namespace detail
 
+/// A contiguous list of tensors: std::vector<T>, or a std::span<const T> viewing the sampler's x.
+template <class R>
+concept TensorList = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
+                     Tensor<std::ranges::range_value_t<R>>;
+
 /// Evaluates the model on inputs xs[i] with conditions conds[i] at one time: one batched call
 /// when the condition type concatenates, one call per input otherwise.
-template <Tensor T, class M, class Time, class C>
-std::vector<Prediction<T>> evaluate(M& model, const std::vector<T>& xs, Time time, const std::vector<C>& conds,
+template <TensorList Xs, class M, class Time, class C, class T = std::ranges::range_value_t<Xs>>
+std::vector<Prediction<T>> evaluate(M& model, const Xs& inputs, Time time, const std::vector<C>& conds,
                                     const CallSite& site, bool check_finite) {
+  const std::span<const T> xs(std::ranges::data(inputs), std::ranges::size(inputs));
   std::vector<Prediction<T>> out;
+  out.reserve(xs.size());
   if constexpr (ConcatenableCondition<C>) {
     if (xs.size() > 1) {
-      const T x = ops::concat_batch(std::span<const T>(xs));
+      const T x = ops::concat_batch(xs);
       const C c = condition_traits<C>::concat(std::span<const C>(conds));
       T y = model.fn(x, time, c);
       const Shape in_shape = ops::shape(x);

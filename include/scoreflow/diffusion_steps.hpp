@@ -52,13 +52,16 @@ struct DDPMStep {
     const double beta = c.beta();
     const double coef_x0 = std::sqrt(c.alpha_bar_prev) * beta / (1.0 - c.alpha_bar);
     const double coef_xt = std::sqrt(c.alpha()) * (1.0 - c.alpha_bar_prev) / (1.0 - c.alpha_bar);
-    T mean = ops::axpby(coef_x0, x0, coef_xt, x);
-    if (variance == StepVariance::none || c.t.value <= 0) return mean;  // diffusers: no noise at t = 0
-    const T z = ops::randn_like(x, gen);
+    if (variance == StepVariance::none || c.t.value <= 0)  // diffusers: no noise at t = 0
+      return ops::axpby(coef_x0, x0, coef_xt, x);
+    // mean + σ z in one pass (ops::axpby_randn)
     switch (variance) {
-      case StepVariance::fixed_small: return ops::axpby(1.0, mean, std::sqrt(c.posterior_variance()), z);
-      case StepVariance::fixed_large: return ops::axpby(1.0, mean, std::sqrt(beta), z);
+      case StepVariance::fixed_small:
+        return ops::axpby_randn(coef_x0, x0, coef_xt, x, std::sqrt(c.posterior_variance()), gen);
+      case StepVariance::fixed_large: return ops::axpby_randn(coef_x0, x0, coef_xt, x, std::sqrt(beta), gen);
       case StepVariance::learned_range: {
+        const T mean = ops::axpby(coef_x0, x0, coef_xt, x);
+        const T z = ops::randn_like(x, gen);
         if (!p.variance)
           throw invalid_option("variance = learned_range: the denoiser declares no variance output "
                                "(construct it with VarianceOutput::learned_range)");
@@ -70,7 +73,7 @@ struct DDPMStep {
       }
       case StepVariance::none: break;
     }
-    return mean;
+    return ops::axpby(coef_x0, x0, coef_xt, x);
   }
 };
 
@@ -92,9 +95,8 @@ struct DDIMStep {
     }
     const double sigma = eta * std::sqrt((1.0 - c.alpha_bar_prev) / (1.0 - c.alpha_bar) * c.beta());
     const double dir = std::sqrt(std::max(1.0 - c.alpha_bar_prev - sigma * sigma, 0.0));
-    T out = ops::axpby(std::sqrt(c.alpha_bar_prev), x0, dir, eps);
-    if (sigma > 0.0) out = ops::axpby(1.0, out, sigma, ops::randn_like(x, gen));
-    return out;
+    if (sigma > 0.0) return ops::axpby_randn(std::sqrt(c.alpha_bar_prev), x0, dir, eps, sigma, gen);
+    return ops::axpby(std::sqrt(c.alpha_bar_prev), x0, dir, eps);
   }
 };
 

@@ -3,6 +3,7 @@
 // A guidance policy takes the list of (input, condition) pairs a combiner asks for and returns
 // one prediction per pair, making as few model calls as the condition type allows.
 #include <cmath>
+#include <ranges>
 #include <vector>
 
 #include "scoreflow/denoiser.hpp"
@@ -12,8 +13,8 @@ namespace scoreflow {
 
 /// The conditional model as it is.
 struct NoGuidance {
-  template <Tensor T, class M, class Time, class C>
-  std::vector<Prediction<T>> operator()(M& model, const std::vector<T>& xs, Time time, const std::vector<C>& conds,
+  template <TensorList Xs, class M, class Time, class C, class T = std::ranges::range_value_t<Xs>>
+  std::vector<Prediction<T>> operator()(M& model, const Xs& xs, Time time, const std::vector<C>& conds,
                                         const CallSite& site, bool check_finite) const {
     return evaluate(model, xs, time, conds, site, check_finite);
   }
@@ -31,16 +32,19 @@ class ClassifierFree {
   [[nodiscard]] double gamma() const { return gamma_; }
   [[nodiscard]] const C& unconditional() const { return unconditional_; }
 
-  template <Tensor T, class M, class Time>
-  std::vector<Prediction<T>> operator()(M& model, const std::vector<T>& xs, Time time, const std::vector<C>& conds,
+  template <TensorList Xs, class M, class Time, class T = std::ranges::range_value_t<Xs>>
+  std::vector<Prediction<T>> operator()(M& model, const Xs& xs, Time time, const std::vector<C>& conds,
                                         const CallSite& site, bool check_finite) const {
-    const std::size_t n = xs.size();
-    std::vector<T> inputs = xs;
-    inputs.insert(inputs.end(), xs.begin(), xs.end());
+    const std::size_t n = std::ranges::size(xs);
+    std::vector<T> inputs;
+    inputs.reserve(2 * n);
+    inputs.insert(inputs.end(), std::ranges::begin(xs), std::ranges::end(xs));
+    inputs.insert(inputs.end(), std::ranges::begin(xs), std::ranges::end(xs));
     std::vector<C> all = conds;
     all.insert(all.end(), n, unconditional_);
     auto answers = evaluate(model, inputs, time, all, site, check_finite);
     std::vector<Prediction<T>> out;
+    out.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
       auto& cond = answers[i];
       const auto& uncond = answers[n + i];

@@ -7,6 +7,7 @@
 //   T image = s.sample(model, PureNoise<T>{prototype}, gen);
 #include <concepts>
 #include <cstddef>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -51,13 +52,14 @@ concept StartFor = requires(const S& s) {
 
 template <class K, class T>
 concept CombinerFor = requires(const K& k, const T& x, std::vector<Prediction<T>> answers) {
-  { k.inputs(x) } -> std::same_as<std::vector<T>>;
+  k.inputs(x);  // std::vector<T>, or a std::span<const T> viewing x
+  requires std::convertible_to<const decltype(k.inputs(x))&, std::span<const T>>;
   k.conditions();
   { k.combine(std::move(answers)) } -> std::same_as<Prediction<T>>;
 };
 
 template <class G, class M, class T, class Time, class C>
-concept GuidanceFor = requires(const G& g, M& m, const std::vector<T>& xs, Time time, const std::vector<C>& conds,
+concept GuidanceFor = requires(const G& g, M& m, std::span<const T> xs, Time time, const std::vector<C>& conds,
                                const CallSite& site) {
   { g(m, xs, time, conds, site, true) } -> std::same_as<std::vector<Prediction<T>>>;
 };
@@ -117,7 +119,8 @@ struct Sampler {
     auto predict = [&](const T& x, time_type time) -> Prediction<T> {
       ++calls;
       const CallSite site{step, detail::time_value(time)};
-      return combiner.combine(guidance(model, combiner.inputs(x), time, combiner.conditions(), site,
+      const auto inputs = combiner.inputs(x);  // kept alive across the guidance call
+      return combiner.combine(guidance(model, std::span<const T>(inputs), time, combiner.conditions(), site,
                                        options.check_finite));
     };
     T x = std::move(state.x);

@@ -65,6 +65,16 @@ template <Tensor T> T exp(const T& x) { return tensor_traits<T>::exp(x); }
 template <Tensor T> T randn_like(const T& x, Generator& gen) {
   return tensor_traits<T>::randn_like(x, gen);
 }
+/// a·x + b·y + c·z with z ~ N(0, I) drawn from gen in element order: the noisy step of DDPM/DDIM
+/// in one pass. Optional for a backend (`tensor_traits<T>::axpby_randn`); without it, or as the
+/// reference, it is axpby(1, axpby(a, x, b, y), c, randn_like(x, gen)), and a fused version must
+/// give the same numbers (round a·x + b·y to T's scalar first, then add c·z).
+template <Tensor T> T axpby_randn(double a, const T& x, double b, const T& y, double c, Generator& gen) {
+  if constexpr (requires { { tensor_traits<T>::axpby_randn(a, x, b, y, c, gen) } -> std::same_as<T>; })
+    return tensor_traits<T>::axpby_randn(a, x, b, y, c, gen);
+  else
+    return axpby(1.0, axpby(a, x, b, y), c, randn_like(x, gen));
+}
 template <Tensor T> T concat_batch(std::span<const T> parts) {
   return tensor_traits<T>::concat_batch(parts);
 }

@@ -37,6 +37,19 @@ struct tensor_traits<xt::xarray<S>> {
     for (std::size_t i = 0, n = x.size(); i < n; ++i) po[i] = sa * px[i] + sb * py[i];
     return out;
   }
+  static array axpby_randn(double a, const array& x, double b, const array& y, double c, Generator& gen) {
+    check_same_shape(x, y, "axpby_randn");
+    array out = array::from_shape(x.shape());
+    const S sa = static_cast<S>(a), sb = static_cast<S>(b), sc = static_cast<S>(c);
+    const S* px = x.data();
+    const S* py = y.data();
+    S* po = out.data();
+    gen.for_each_normal(x.size(), [&](std::size_t i, double z) {
+      const S m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
+      po[i] = S(1) * m + sc * static_cast<S>(z);
+    });
+    return out;
+  }
   static array scale(double a, const array& x) {
     array out = x;
     const S sa = static_cast<S>(a);

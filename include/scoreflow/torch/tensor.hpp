@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <torch/types.h>
 
 #include "scoreflow/errors.hpp"
@@ -24,7 +25,35 @@ struct tensor_traits<torch::Tensor> {
   static Shape shape(const T& x) { return Shape(x.sizes().begin(), x.sizes().end()); }
   static T axpby(double a, const T& x, double b, const T& y) {
     if (!x.sizes().equals(y.sizes())) throw shape_error("axpby: operands differ in shape");
+    if (plain_cpu(x, y)) {  // one pass, one allocation, no dispatch
+      T out = at::empty(x.sizes(), x.options());
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_axpby", [&] {
+        const auto sa = static_cast<scalar_t>(a), sb = static_cast<scalar_t>(b);
+        const scalar_t* px = x.data_ptr<scalar_t>();
+        const scalar_t* py = y.data_ptr<scalar_t>();
+        scalar_t* po = out.data_ptr<scalar_t>();
+        for (std::int64_t i = 0, n = x.numel(); i < n; ++i) po[i] = sa * px[i] + sb * py[i];
+      });
+      return out;
+    }
     return at::add(x * a, y, b);  // a·x + b·y in one kernel after the scale
+  }
+  /// a·x + b·y + c·z, z drawn from gen (tensor.hpp); fused on the CPU, the reference elsewhere.
+  static T axpby_randn(double a, const T& x, double b, const T& y, double c, Generator& gen) {
+    if (!x.sizes().equals(y.sizes())) throw shape_error("axpby_randn: operands differ in shape");
+    if (!plain_cpu(x, y)) return axpby(1.0, axpby(a, x, b, y), c, randn_like(x, gen));
+    T out = at::empty(x.sizes(), x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_axpby_randn", [&] {
+      const auto sa = static_cast<scalar_t>(a), sb = static_cast<scalar_t>(b), sc = static_cast<scalar_t>(c);
+      const scalar_t* px = x.data_ptr<scalar_t>();
+      const scalar_t* py = y.data_ptr<scalar_t>();
+      scalar_t* po = out.data_ptr<scalar_t>();
+      gen.for_each_normal(static_cast<std::size_t>(x.numel()), [&](std::size_t i, double z) {
+        const scalar_t m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
+        po[i] = scalar_t(1) * m + sc * static_cast<scalar_t>(z);
+      });
+    });
+    return out;
   }
   static T scale(double a, const T& x) { return x * a; }
   static T add_scalar(const T& x, double a) { return x + a; }
@@ -34,6 +63,14 @@ struct tensor_traits<torch::Tensor> {
   }
   static T exp(const T& x) { return x.exp(); }
   static T randn_like(const T& x, Generator& gen) {
+    if (x.device().is_cpu() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64)) {
+      // Drawn straight into x's dtype: the same double → float rounding as the path below.
+      T out = at::empty(x.sizes(), x.options().requires_grad(false).memory_format(c10::MemoryFormat::Contiguous));
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_randn", [&] {
+        gen.fill_normal(std::span<scalar_t>(out.data_ptr<scalar_t>(), static_cast<std::size_t>(out.numel())));
+      });
+      return out;
+    }
     auto cpu = torch::empty(x.sizes(), torch::TensorOptions().dtype(torch::kFloat64));
     gen.fill_normal(std::span<double>(cpu.data_ptr<double>(), static_cast<std::size_t>(cpu.numel())));
     if (x.scalar_type() == torch::kFloat32) {
@@ -103,6 +140,14 @@ struct tensor_traits<torch::Tensor> {
     auto t = torch::tensor(values, torch::TensorOptions().dtype(torch::kFloat64));
     if (t.numel() != c10::multiply_integers(shape)) throw shape_error("from_vector: value count differs from shape");
     return t.view(shape).to(like.options());
+  }
+
+ private:
+  /// Contiguous CPU float/double tensors of one dtype outside autograd: the raw-loop fast paths.
+  static bool plain_cpu(const T& x, const T& y) {
+    return x.device().is_cpu() && y.device().is_cpu() && x.scalar_type() == y.scalar_type() &&
+           (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64) && x.is_contiguous() &&
+           y.is_contiguous() && !(at::GradMode::is_enabled() && (x.requires_grad() || y.requires_grad()));
   }
 };
 

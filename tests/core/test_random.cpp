@@ -1,0 +1,55 @@
+// The Gaussian generator (ziggurat) and the fused noisy step op built on it.
+#include <cmath>
+#include <vector>
+
+#include "backends.hpp"
+
+using namespace scoreflow;
+using sftest::make;
+
+TEST_CASE("generator: ziggurat normals follow the standard normal CDF, tails included") {
+  Generator gen(2024);
+  constexpr int n = 1'000'000;
+  const std::vector<double> points{-4.0, -3.7, -2.5, -1.0, -0.3, 0.0, 0.2, 1.0, 2.0, 3.0, 3.6541, 3.8, 4.5};
+  std::vector<int> below(points.size(), 0);
+  double sum = 0, sum2 = 0, sum4 = 0;
+  for (int i = 0; i < n; ++i) {
+    const double z = gen.normal();
+    sum += z, sum2 += z * z, sum4 += z * z * z * z;
+    for (std::size_t k = 0; k < points.size(); ++k) below[k] += z < points[k];
+  }
+  for (std::size_t k = 0; k < points.size(); ++k) {
+    const double p = 0.5 * std::erfc(-points[k] / std::sqrt(2.0));
+    const double se = std::sqrt(p * (1 - p) / n);
+    CHECK(std::abs(below[k] / static_cast<double>(n) - p) < 5 * se + 1e-7);  // the tail beyond r = 3.654 too
+  }
+  CHECK(std::abs(sum / n) < 5.0 / std::sqrt(n));
+  CHECK(std::abs(sum2 / n - 1.0) < 5.0 * std::sqrt(2.0 / n));
+  CHECK(std::abs(sum4 / n - 3.0) < 5.0 * std::sqrt(96.0 / n));  // kurtosis 3 (Var z⁴ = 96)
+}
+
+TEST_CASE("generator: fill_normal and for_each_normal give the sequence of normal()") {
+  Generator a(9), b(9), c(9);
+  std::vector<float> block(1000);
+  a.fill_normal(std::span<float>(block));
+  std::vector<double> seen(1000);
+  c.for_each_normal(seen.size(), [&](std::size_t i, double z) { seen[i] = z; });
+  for (std::size_t i = 0; i < block.size(); ++i) {
+    const double z = b.normal();
+    CHECK(block[i] == static_cast<float>(z));
+    CHECK(seen[i] == z);
+  }
+  const auto next = b.next_u64();
+  CHECK(a.next_u64() == next);  // the streams continue in step
+  CHECK(c.next_u64() == next);
+}
+
+TEST_CASE_TEMPLATE("tensor backend: fused axpby_randn equals the unfused reference", T, SCOREFLOW_BACKENDS) {
+  const T x = make<T>({1, -2, 3, 0.25, 5, 6, -7, 8}, {2, 1, 2, 2});
+  const T y = make<T>({0.5, 1, -2, 4, 0, 1, 2, 3}, {2, 1, 2, 2});
+  Generator g1(3), g2(3);
+  const auto fused = ops::to_vector(ops::axpby_randn(0.7, x, -1.3, y, 0.25, g1));
+  const auto reference = ops::to_vector(ops::axpby(1.0, ops::axpby(0.7, x, -1.3, y), 0.25, ops::randn_like(x, g2)));
+  CHECK(fused == reference);
+  CHECK(g1.next_u64() == g2.next_u64());
+}
