@@ -16,15 +16,10 @@ namespace examples {
 namespace fs = std::filesystem;
 namespace tr = scoreflow::training;
 
-/// The loss log of a run that resumes at `step`: keeps records up to it, drops any later ones
-/// (written after the checkpoint by the interrupted process), so steps are neither lost nor doubled.
+/// The loss log of a run that resumes at `step` (scoreflow::resume_loss_log: later records are
+/// cut off, so steps are neither lost nor doubled).
 inline scoreflow::LossLog open_loss_log(const fs::path& csv, std::int64_t step) {
-  if (step == 0 || !fs::exists(csv)) return scoreflow::LossLog(csv, scoreflow::LossLog::Mode::truncate);
-  auto records = scoreflow::read_loss_log(csv);
-  scoreflow::LossLog log(csv, scoreflow::LossLog::Mode::truncate);
-  for (const auto& r : records)
-    if (r.step <= step) log.write(r);
-  return log;
+  return scoreflow::resume_loss_log(csv, step);
 }
 
 /// cache/<name>-<hash of the configuration>: a run is reused only by the same configuration, so

@@ -2,6 +2,7 @@
 #include <clocale>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "scoreflow/torch/loss_log.hpp"
@@ -119,4 +120,32 @@ TEST_CASE("loss_log: files that are not loss logs are refused") {
   check_io_error([&] { read_loss_log(dir / "none.csv"); }, dir / "none.csv", "no such file");
   std::filesystem::create_directories(dir / "adir");
   check_io_error([&] { LossLog log(dir / "adir"); }, dir / "adir", "not a regular file");
+}
+
+TEST_CASE("loss_log: resume_loss_log cuts the records after the checkpoint's step, in place") {
+  sftest::TempDir dir;
+  const auto path = dir / "loss.csv";
+  {
+    LossLog log(path);
+    for (int step = 1; step <= 5; ++step) log.write(step, 0, 1.0 / step, 0.1);
+  }
+  {
+    auto log = resume_loss_log(path, 3);  // steps 4 and 5 came after the checkpoint
+    CHECK(text(path) == "step,epoch,loss,lr\n1,0,1,0.1\n2,0,0.5,0.1\n3,0,0.333333333,0.1\n");
+    log.write(4, 0, 0.25, 0.1);
+  }
+  CHECK(read_loss_log(path).size() == 4);
+  CHECK(read_loss_log(path).back() == LossRecord{4, 0, 0.25, 0.1});
+  {  // a record cut by the crash is dropped as well
+    std::ofstream(path, std::ios::app) << "5,0,0.2";
+    auto log = resume_loss_log(path, 4);
+  }
+  CHECK(text(path).ends_with("4,0,0.25,0.1\n"));
+  // A log that stops before the checkpoint has lost records: refused, and left as it was.
+  const auto before = text(path);
+  check_io_error([&] { resume_loss_log(path, 9); }, path, "the log ends at step 4 but the run resumes from a checkpoint at step 9");
+  CHECK(text(path) == before);
+  // Step 0 (a fresh run) starts a new log.
+  resume_loss_log(path, 0);
+  CHECK(text(path) == "step,epoch,loss,lr\n");
 }

@@ -130,15 +130,13 @@ class LossLog {
   std::ofstream out_;
 };
 
-/// All complete records of a loss log. A last line without '\n' is a record still being written
-/// (or cut by a crash) and is skipped; any other malformed line is an io_error with its number.
-inline std::vector<LossRecord> read_loss_log(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) detail::throw_io(path, "no such file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) detail::throw_io(path, "cannot open for reading");
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<LossRecord> records;
+namespace detail {
+/// Parses `content` (the whole file) into records, each with the offset just past its line.
+/// A last line without '\n' is a record still being written (or cut by a crash) and is skipped;
+/// any other malformed line is an io_error with its number.
+inline std::vector<std::pair<LossRecord, std::size_t>> parse_loss_log(const std::filesystem::path& path,
+                                                                      const std::string& content) {
+  std::vector<std::pair<LossRecord, std::size_t>> records;
   std::size_t start = 0;
   for (std::size_t number = 1;; ++number) {
     const auto end = content.find('\n', start);
@@ -148,7 +146,7 @@ inline std::vector<LossRecord> read_loss_log(const std::filesystem::path& path) 
     start = end + 1;
     if (number == 1) {
       if (line != kLossLogHeader)
-        detail::throw_io(path, "not a loss log: first line is '", line, "', expected '", kLossLogHeader, "'");
+        throw_io(path, "not a loss log: first line is '", line, "', expected '", kLossLogHeader, "'");
       continue;
     }
     LossRecord r;
@@ -165,15 +163,57 @@ inline std::vector<LossRecord> read_loss_log(const std::filesystem::path& path) 
     field(r.epoch, false);
     field(r.loss, false);
     field(r.lr, true);
-    if (!ok) detail::throw_io(path, "line ", number, " is not 'step,epoch,loss,lr': '", line, "'");
-    records.push_back(r);
+    if (!ok) throw_io(path, "line ", number, " is not 'step,epoch,loss,lr': '", line, "'");
+    records.emplace_back(r, start);
   }
   if (start == 0) {  // not even the header line is complete
-    if (content.empty()) detail::throw_io(path, "empty file, not a loss log");
+    if (content.empty()) throw_io(path, "empty file, not a loss log");
     if (!kLossLogHeader.starts_with(content))
-      detail::throw_io(path, "not a loss log: starts with '", content.substr(0, 40), "'");
+      throw_io(path, "not a loss log: starts with '", content.substr(0, 40), "'");
   }
   return records;
+}
+
+inline std::string read_whole_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw_io(path, "no such file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_io(path, "cannot open for reading");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+}  // namespace detail
+
+/// All complete records of a loss log. A last line without '\n' is a record still being written
+/// (or cut by a crash) and is skipped; any other malformed line is an io_error with its number.
+inline std::vector<LossRecord> read_loss_log(const std::filesystem::path& path) {
+  std::vector<LossRecord> records;
+  for (const auto& [record, end] : detail::parse_loss_log(path, detail::read_whole_file(path))) records.push_back(record);
+  return records;
+}
+
+/// The loss log of a run that resumes from its checkpoint at `step` (0: a fresh run, which starts
+/// a new log). Records after `step`, written by the interrupted process after its last checkpoint,
+/// are cut off, so that the resumed run neither loses nor repeats a step. The cut is a single
+/// truncation of the file, not a rewrite: a process killed during it leaves the log either as it
+/// was or cut, and both resume correctly. A log that stops before `step` has lost records (it was
+/// not written alongside this checkpoint): an io_error, rather than a curve with a silent gap.
+inline LossLog resume_loss_log(const std::filesystem::path& path, std::int64_t step) {
+  std::error_code ec;
+  if (step == 0 || !std::filesystem::exists(path, ec)) return LossLog(path, LossLog::Mode::truncate);
+  const auto records = detail::parse_loss_log(path, detail::read_whole_file(path));
+  std::size_t keep = records.empty() ? kLossLogHeader.size() + 1 : 0;
+  std::int64_t last = 0;
+  for (const auto& [record, end] : records) {
+    if (record.step > step) break;
+    keep = end;
+    last = record.step;
+  }
+  if (last != step)
+    detail::throw_io(path, "the log ends at step ", last, " but the run resumes from a checkpoint at step ", step,
+                     " (the log and the checkpoint come from different runs?)");
+  std::filesystem::resize_file(path, keep, ec);
+  if (ec) detail::throw_io(path, "cannot cut off the records after step ", step, ": ", ec.message());
+  return LossLog(path, LossLog::Mode::append);
 }
 
 }  // namespace scoreflow
