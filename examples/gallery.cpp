@@ -17,7 +17,7 @@ examples::PartBConfig tiny_part_b() {
   auto c = examples::PartBConfig::quick();
   c.train_limit = 512;
   c.denoiser_hidden = 8, c.denoiser_epochs = 1, c.denoiser_batch = 64;
-  c.flow_hidden = 8, c.flow_epochs = 1;
+  c.flow_hidden = 8, c.flow_epochs = 1, c.time_flow_epochs = 1, c.comparison_epochs = 1;
   c.snapshot_epochs = {1};
   c.sampling.steps = 4;
   c.eval_per_class = 4;

@@ -33,6 +33,9 @@ struct PartAConfig {
   std::int64_t hidden = 64, epochs = 20, batch = 128;
   double lr = 1e-3;              ///< Adam, with the seed's exponential decay 0.1^(1/epochs)
   double p_uncond = 0.1;
+  /// What the net predicts: ε as DDPM and IF (full), or v (quick: the same model and sampler
+  /// through a conversion, but it learns the high-noise steps, where the class is decided, faster).
+  scoreflow::Parameterization prediction = scoreflow::Parameterization::noise;
   double gamma = 7.0;            ///< seed §1.6: CFG γ = 7
   std::int64_t eval_per_class = 40;
   int eval_steps = 0;            ///< 0: the strided grid (990, 960, …, 0); else DiffusionGrid::spaced(eval_steps)
@@ -86,7 +89,8 @@ struct DDPM {
   double gamma;
   std::string name;  ///< "ClassConditionalUNet D = 32 DDPM (cosine, T = 1000)"
   scoreflow::NoiseSchedule table = scoreflow::NoiseSchedule::cosine();
-  decltype(sm::ddpm_noise_predictor(std::declval<sm::ClassConditionalUNet>())) model = sm::ddpm_noise_predictor(net);
+  scoreflow::Parameterization prediction;
+  decltype(sm::ddpm_predictor(std::declval<sm::ClassConditionalUNet>(), prediction)) model = sm::ddpm_predictor(net, prediction);
 
   [[nodiscard]] Step strided() const { return Step{table, scoreflow::DiffusionGrid::strided(990, 30)}; }
   [[nodiscard]] Step spaced(int steps) const { return Step{table, scoreflow::DiffusionGrid::spaced(steps)}; }
@@ -95,6 +99,11 @@ struct DDPM {
   [[nodiscard]] T noise_shape(std::int64_t n) const { return torch::zeros({n, 1, 28, 28}, device); }
   [[nodiscard]] scoreflow::ClassifierFree<T> cfg(const T& cond) const { return {gamma, torch::zeros_like(cond)}; }
   [[nodiscard]] std::string seed_text() const { return "seed " + std::to_string(seed); }
+  /// The unconditional ε̂(x_t, t) whatever the net predicts (seed §1.3 works with ε̂).
+  [[nodiscard]] T noise(const T& x, int t) {
+    const scoreflow::Prediction<T> p{model.fn(x, scoreflow::Timestep{t}, scoreflow::NoCondition{}), prediction};
+    return scoreflow::diffusion::to_noise(p, x, table.alpha_bar(t));
+  }
 
   /// Unconditional ("a high quality photo") sampling from a start on a schedule.
   template <class Start>
@@ -188,6 +197,15 @@ inline T load_as_digit(const std::filesystem::path& path, torch::Device device) 
 }
 }  // namespace detail
 
+inline std::string prediction_text(scoreflow::Parameterization p) {
+  switch (p) {
+    case scoreflow::Parameterization::noise: return "ε-prediction";
+    case scoreflow::Parameterization::velocity: return "v-prediction (v = √ᾱ ε − √(1 − ᾱ) x₀, sampled as ε̂ = √(1 − ᾱ) x_t + √ᾱ v̂)";
+    case scoreflow::Parameterization::sample: return "x₀-prediction";
+  }
+  return "?";
+}
+
 /// Seed §0 setup: train (or reuse) the DDPM that replaces DeepFloyd IF.
 inline detail::DDPM part_a_model(const PartAConfig& cfg, PartAContext& ctx, Report& report) {
   report.section_title("A 0", "Setup: our pretrained model, and sampling from it");
@@ -196,26 +214,28 @@ inline detail::DDPM part_a_model(const PartAConfig& cfg, PartAContext& ctx, Repo
   // One cache entry per configuration, so quick, full and overridden runs never resume each other.
   const std::string run_id = "a0_ddpm_D" + std::to_string(cfg.hidden) + "_e" + std::to_string(cfg.epochs) + "_b" +
                              std::to_string(cfg.batch) + "_n" + std::to_string(ctx.train.size()) + "_lr" + fmt(cfg.lr) + "_s" +
-                             std::to_string(cfg.seed);
+                             std::to_string(cfg.seed) + "_" + scoreflow::to_string(cfg.prediction);
   tr::TrainOptions o{.epochs = cfg.epochs, .batch_size = cfg.batch, .lr = cfg.lr, .lr_decay = tr::seed_lr_decay(cfg.epochs),
                      .seed = cfg.seed, .device = cfg.device, .log_every = 10, .checkpoint_dir = ctx.cache / run_id};
-  tr::Trainer trainer(net, tr::DDPMNoise<tr::ClassDropout>{scoreflow::NoiseSchedule::cosine(), tr::ClassDropout{cfg.p_uncond}}, o);
+  tr::Trainer trainer(net, tr::DDPMNoise<tr::ClassDropout>{scoreflow::NoiseSchedule::cosine(), tr::ClassDropout{cfg.p_uncond}, cfg.prediction}, o);
   const auto data = tr::tensor_source(detail::to_model(ctx.train.images), ctx.train.labels);
   auto run = train_cached("a0_ddpm", "class-conditioned DDPM", trainer, data, report, [](const tr::EpochSummary&) {});
   const std::string name = "ClassConditionalUNet D = " + std::to_string(cfg.hidden) + " DDPM";
   report.add({"A 0", "Training loss of our 'pretrained' DDPM", "a0_ddpm_loss.png",
-              name + ": ε-prediction (DDPMNoise), cosine schedule, T = 1000, input t/1000, class dropout p = " + fmt(cfg.p_uncond) +
+              name + ": " + prediction_text(cfg.prediction) + " (DDPMNoise), cosine schedule, T = 1000, input t/1000, class dropout p = " + fmt(cfg.p_uncond) +
                   ", MNIST scaled to [−1, 1], batch " + std::to_string(cfg.batch) + ", Adam " + fmt(cfg.lr) +
                   " with decay 0.1^(1/epochs), " + std::to_string(cfg.epochs) + " epochs on " + std::to_string(ctx.train.size()) +
                   " images, seed " + std::to_string(cfg.seed),
               {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
   report.note({"A 0", "Our stand-in for DeepFloyd IF",
                "The seed's Part A samples DeepFloyd IF with text prompts. Here every deliverable uses the DDPM above: a "
-               "noise predictor ε̂(x_t, t, c) on the same cosine ᾱ table (T = 1000) as IF, with images in [−1, 1] as IF's. "
+               "diffusion model on the same cosine ᾱ table (T = 1000) as IF, with images in [−1, 1] as IF's, read as a noise "
+               "predictor ε̂(x_t, t, c) wherever the seed uses ε̂ (a v-predicting net is converted exactly: ε̂ = √(1 − ᾱ) x_t + "
+               "√ᾱ v̂, and CFG in v equals CFG in ε because the conversion is affine with the same x_t). "
                "A prompt is a class one-hot (\"7\"); the all-zero condition (the model's class-dropout mode) is the "
                "unconditional prompt, i.e. the seed's \"a high quality photo\"; the seed's empty-prompt CFG branch is the "
                "same all-zero condition. PNGs show (x + 1)/2."});
-  return detail::DDPM{net, cfg.device, cfg.seed, cfg.gamma, name};
+  return detail::DDPM{net, cfg.device, cfg.seed, cfg.gamma, name, scoreflow::NoiseSchedule::cosine(), cfg.prediction};
 }
 
 /// Seed §0, §1.1 – §1.6.
@@ -300,7 +320,7 @@ inline void part_a_sampling(PartAContext& ctx, detail::DDPM& m, Report& report) 
     std::vector<std::pair<std::string, std::string>> numbers;
     for (std::size_t i = 0; i < levels.size(); ++i) {
       const double ab = m.table.alpha_bar(levels[i]);
-      const auto eps_hat = m.model.fn(noisy[i], scoreflow::Timestep{levels[i]}, scoreflow::NoCondition{});
+      const auto eps_hat = m.noise(noisy[i], levels[i]);
       one_step.push_back(scoreflow::diffusion::sample_from_noise(noisy[i], eps_hat, ab));
       grid.insert(grid.end(), {x0, noisy[i], one_step.back()});
       numbers.emplace_back("t = " + std::to_string(levels[i]) + ": MSE of the estimate", fmt(mse01(one_step.back(), x0)));
@@ -321,7 +341,7 @@ inline void part_a_sampling(PartAContext& ctx, detail::DDPM& m, Report& report) 
     scoreflow::Generator gen(m.seed);
     const auto iterative = scoreflow::Sampler{sched}.sample(m.model, scoreflow::FromState<T>{xt, i_start}, gen,
                                                             scoreflow::RecordEvery<T>{5, &frames});
-    const auto eps_hat = m.model.fn(xt, scoreflow::Timestep{t}, scoreflow::NoCondition{});
+    const auto eps_hat = m.noise(xt, t);
     const auto single = scoreflow::diffusion::sample_from_noise(xt, eps_hat, ab);
     const auto blurred = scoreflow::GaussianBlur(5, 2.0)(xt);
     scoreflow::save_grid_png(report.path("a14_frames.png"), to_unit(torch::cat(frames).cpu()),

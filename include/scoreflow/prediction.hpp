@@ -13,6 +13,16 @@ namespace scoreflow {
 ///              u = x₁ − x₀ = dx_t/dt in flow matching (seed Part B §2).
 enum class Parameterization { noise, sample, velocity };
 
+/// "noise", "sample" or "velocity" (for logs, captions and cache keys).
+constexpr const char* to_string(Parameterization p) {
+  switch (p) {
+    case Parameterization::noise: return "noise";
+    case Parameterization::sample: return "sample";
+    case Parameterization::velocity: return "velocity";
+  }
+  return "unknown";
+}
+
 /// How a denoiser reports the variance of its step (DeepFloyd IF's "learned_range").
 enum class VarianceOutput {
   none,          ///< output has the input's channels

@@ -105,6 +105,12 @@ TEST_CASE_FIXTURE(SingleThread, "ddpm_noise_predictor: Timestep t enters as t/T;
   CHECK_THROWS_WITH_AS(model.fn(x, Timestep{1000}, c), doctest::Contains("timestep = 1000"), invalid_option);
   CHECK_THROWS_AS(model.fn(x, Timestep{-1}, c), invalid_option);
   CHECK_THROWS_AS(ddpm_noise_predictor(net, 0), invalid_option);
+  // A v- or x₀-trained net: the same call, its output declared as what it is.
+  auto v_model = ddpm_predictor(net, Parameterization::velocity);
+  CHECK(v_model.prediction == Parameterization::velocity);
+  CHECK(torch::equal(v_model.fn(x, Timestep{250}, c), model.fn(x, Timestep{250}, c)));
+  CHECK(ddpm_predictor(tnet, Parameterization::sample, 100).prediction == Parameterization::sample);
+  CHECK_THROWS_AS(ddpm_predictor(net, Parameterization::velocity, 0), invalid_option);
 }
 
 TEST_CASE_FIXTURE(SingleThread, "flow sampler with classifier-free guidance (γ = 5) on the class UNet: finite, right shape (seed §2.6)") {

@@ -166,6 +166,27 @@ TEST_CASE_FIXTURE(SingleThread, "DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_
   CHECK(loss.item<double>() == doctest::Approx(torch::mse_loss(net->seen_x, eps).item<double>()));
 }
 
+TEST_CASE_FIXTURE(SingleThread, "DDPMNoise with a v or x₀ target: the same x_t, the loss against v = √ᾱ ε − √(1 − ᾱ) x₀ or x₀") {
+  const auto data = synthetic_digits(8, 3);
+  const auto schedule = NoiseSchedule::cosine(50);
+  for (const auto target : {Parameterization::velocity, Parameterization::sample}) {
+    CAPTURE(to_string(target));
+    TimeRecorder net;  // returns its input, so the loss is ‖x_t − target‖²
+    TrainingRng rng(9), replay(9);
+    const DDPMNoise<NoClass> objective{schedule, {}, target};
+    CHECK(objective.target() == target);
+    const auto loss = objective(net, TrainingBatch{data.images, data.labels}, rng);
+    const auto t = replay.integers(8, 50);
+    const auto eps = replay.normal_like(data.images);
+    auto expected_target = data.images.clone();
+    for (std::int64_t i = 0; i < 8; ++i) {
+      const double ab = schedule.alpha_bar(static_cast<int>(t[i].item<std::int64_t>()));
+      if (target == Parameterization::velocity) expected_target[i] = std::sqrt(ab) * eps[i] - std::sqrt(1 - ab) * data.images[i];
+    }
+    CHECK(loss.item<double>() == doctest::Approx(torch::mse_loss(net->seen_x, expected_target).item<double>()).epsilon(1e-5));
+  }
+}
+
 TEST_CASE_FIXTURE(SingleThread, "Denoising: z = x + σε (σ = 0.5) or z = ε, target x (seed Part B §1.2.1, §1.2.3)") {
   struct IdentityImpl : torch::nn::Module {
     IdentityImpl() { w = register_parameter("w", torch::ones({1})); }

@@ -11,6 +11,7 @@
 //                                    FlowTime t → t as N×1; condition NoCondition (time-only
 //                                    model, or a class model with all-zero c) or a one-hot N×K
 //   ddpm_noise_predictor(net, T)     ε̂(x_t, t) of a DDPM-trained UNet: Timestep t → t/T as N×1
+//   ddpm_predictor(net, kind, T)     the same for a UNet trained to predict v or x₀ instead
 //   one_step_denoiser(net)           the seed's §1.2 denoiser D(z) ≈ x as a `sample` prediction
 //
 // Every call runs under torch::NoGradGuard with the module in eval() (BatchNorm uses its running
@@ -224,6 +225,15 @@ template <class Net>
 Denoiser<NoisePredictorFn<Net>> ddpm_noise_predictor(Net net, int train_steps = 1000) {
   scoreflow::detail::require(train_steps >= 1, "train_steps", train_steps, "must be positive");
   return denoiser(NoisePredictorFn<Net>{std::move(net), train_steps}, Parameterization::noise);
+}
+
+/// A UNet trained with DDPMNoise{…, target}: the same t/train_steps input, its output declared as
+/// `target` (noise, velocity or sample), so the sampler converts it (e.g. v → x̂₀, ε̂) itself.
+template <class Net>
+  requires TimeNet<Net> || ClassTimeNet<Net>
+Denoiser<NoisePredictorFn<Net>> ddpm_predictor(Net net, Parameterization target, int train_steps = 1000) {
+  scoreflow::detail::require(train_steps >= 1, "train_steps", train_steps, "must be positive");
+  return denoiser(NoisePredictorFn<Net>{std::move(net), train_steps}, target);
 }
 
 /// One-step denoiser (Parameterization::sample): predicts clean data from its input.

@@ -11,6 +11,9 @@
 //   DDPMNoise{schedule}       DDPM ε-training (Ho et al. 2020, Alg. 1): t ~ U{0 … T−1},
 //                             x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε, model input t/T, loss ‖ε̂ − ε‖²;
 //                             class dropout as above (use NoClass for a time-only net)
+//   DDPMNoise{schedule, cond, Parameterization::velocity}
+//                             the same forward process, the net trained to predict
+//                             v = √ᾱ ε − √(1 − ᾱ) x₀ (Salimans & Ho 2022) or x₀ (`sample`)
 //
 // An objective is a callable (net, batch, rng) → scalar loss; the trainer (train_loop.hpp) runs any
 // of them. The images are used as they come; the seed's MNIST models see values in [0, 1].
@@ -174,12 +177,19 @@ class FlowMatching {
   Cond condition_;
 };
 
-/// DDPM ε-prediction training on a NoiseSchedule (Ho et al. 2020, Algorithm 1): the net sees t/T.
+/// DDPM training on a NoiseSchedule (Ho et al. 2020, Algorithm 1): the net sees t/T and predicts
+/// ε (the default, as DDPM and DeepFloyd IF), v or x₀. Sample with models::ddpm_predictor(net, target).
+///
+/// Why a target other than ε: ε-loss weights timestep t by SNR(t) relative to an x₀-loss, so the
+/// high-noise steps, where the class and the digit's shape are decided, get almost no weight; at
+/// ᾱ → 0 the ε̂ → x̂₀ conversion also divides the net's error by √ᾱ. v-loss is (1 + 1/SNR) × ε-loss:
+/// the same optimum, better balanced, and stable at ᾱ → 0. A small model trained briefly needs it.
 template <class Cond = ClassDropout>
 class DDPMNoise {
  public:
-  explicit DDPMNoise(NoiseSchedule schedule = NoiseSchedule::cosine(), Cond condition = {})
-      : schedule_(std::move(schedule)), condition_(std::move(condition)) {
+  explicit DDPMNoise(NoiseSchedule schedule = NoiseSchedule::cosine(), Cond condition = {},
+                     Parameterization target = Parameterization::noise)
+      : schedule_(std::move(schedule)), condition_(std::move(condition)), target_(target) {
     detail::check(condition_);
     const auto& a = schedule_.alphas_cumprod();
     auto table = torch::tensor(a, torch::TensorOptions().dtype(torch::kFloat64));
@@ -188,6 +198,7 @@ class DDPMNoise {
   }
   [[nodiscard]] const NoiseSchedule& schedule() const { return schedule_; }
   [[nodiscard]] const Cond& condition() const { return condition_; }
+  [[nodiscard]] Parameterization target() const { return target_; }
 
   template <class Net>
   torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
@@ -201,13 +212,19 @@ class DDPMNoise {
     const auto s = detail::per_sample(sqrt_one_minus_ab_.index_select(0, t).to(x0.options()));
     const auto xt = a * x0 + s * eps;
     const auto time = (t.to(torch::kFloat64) / static_cast<double>(steps)).view({n, 1}).to(x0.options());
-    const auto eps_hat = detail::call(net, xt, time, b, condition_, rng);
-    return torch::mse_loss(eps_hat, eps);
+    const auto prediction = detail::call(net, xt, time, b, condition_, rng);
+    switch (target_) {
+      case Parameterization::noise: return torch::mse_loss(prediction, eps);
+      case Parameterization::sample: return torch::mse_loss(prediction, x0);
+      case Parameterization::velocity: return torch::mse_loss(prediction, a * eps - s * x0);
+    }
+    throw invalid_option("DDPMNoise: unknown target parameterization");
   }
 
  private:
   NoiseSchedule schedule_;
   Cond condition_;
+  Parameterization target_;
   torch::Tensor sqrt_ab_, sqrt_one_minus_ab_;
 };
 
