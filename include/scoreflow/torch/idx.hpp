@@ -198,10 +198,14 @@ inline torch::Tensor read_idx(const std::filesystem::path& path, std::uint64_t m
                        " data bytes the IDX header describes");
   }
 
-  auto out = torch::empty(dims, torch::TensorOptions().dtype(type->dtype));
-  auto* data = static_cast<unsigned char*>(out.data_ptr());
+  // The tensor is allocated only once the data is known to exist: for a raw file, the size check
+  // above; for gzip, after inflating (a 31-byte gzip file may claim 4 GB; found by fuzz_idx).
+  const auto options = torch::TensorOptions().dtype(type->dtype);
+  torch::Tensor out;
   if (!source.compressed()) {
-    if (source.read(data, payload) != payload) detail::throw_io(path, "file shrank while being read");
+    out = torch::empty(dims, options);
+    if (source.read(static_cast<unsigned char*>(out.data_ptr()), payload) != payload)
+      detail::throw_io(path, "file shrank while being read");
   } else {
     // Inflate into a buffer that grows with the data actually present (not the header's claim),
     // asking for one byte more than described to detect trailing data.
@@ -221,9 +225,10 @@ inline torch::Tensor read_idx(const std::filesystem::path& path, std::uint64_t m
     if (got > payload)
       detail::throw_io(path, "trailing garbage: the decompressed file has more than the ", payload,
                        " data bytes the IDX header describes");
-    std::memcpy(data, buffer.data(), static_cast<std::size_t>(payload));
+    out = torch::empty(dims, options);
+    std::memcpy(out.data_ptr(), buffer.data(), static_cast<std::size_t>(payload));
   }
-  detail::big_endian_in_place(data, static_cast<std::int64_t>(count), type->bytes);
+  detail::big_endian_in_place(static_cast<unsigned char*>(out.data_ptr()), static_cast<std::int64_t>(count), type->bytes);
   return out;
 }
 
