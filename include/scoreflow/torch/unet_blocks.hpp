@@ -16,6 +16,7 @@
 //
 // Options are validated in the constructors (scoreflow::invalid_option names the parameter).
 #include <cstdint>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -43,6 +44,25 @@ inline BlockOptions checked(const char* block, BlockOptions o) {
   return o;
 }
 
+/// Folds an eval-mode BatchNorm into the convolution before it (weights scaled along the output
+/// axis: 0 for Conv2d, 1 for ConvTranspose2d), and leaves the BatchNorm as the identity
+/// (γ = 1, β = 0, μ = 0, σ² = 1 − ε), so the state dict keeps its layout:
+///   W' = W · γ/√(σ² + ε),  b' = (b − μ) · γ/√(σ² + ε) + β.
+inline void fold_batchnorm_into(torch::Tensor& weight, torch::Tensor& bias, torch::nn::BatchNorm2dImpl& bn,
+                                std::int64_t out_axis) {
+  torch::NoGradGuard no_grad;
+  const double eps = bn.options.eps();
+  const auto scale = bn.weight / (bn.running_var + eps).sqrt();
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(weight.dim()), 1);
+  shape[static_cast<std::size_t>(out_axis)] = scale.numel();
+  weight.mul_(scale.view(shape));
+  bias.copy_((bias - bn.running_mean) * scale + bn.bias);
+  bn.weight.fill_(1.0);
+  bn.bias.fill_(0.0);
+  bn.running_mean.fill_(0.0);
+  bn.running_var.fill_(1.0 - eps);
+}
+
 inline void require_image(const char* block, const torch::Tensor& x, std::int64_t channels) {
   if (x.dim() != 4 || x.size(1) != channels)
     throw shape_error(scoreflow::detail::concat(block, ": expected input N×", channels, "×H×W, got ", x.sizes()));
@@ -63,15 +83,23 @@ class ConvImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     detail::require_image("Conv", x, options_.in_channels);
-    return torch::gelu(bn(conv(x)));
+    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
   }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
+  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
+  /// the BatchNorm from then on (see models::fold_batchnorm in inference.hpp).
+  void fold_batchnorm() {
+    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 0);
+    folded_ = true;
+  }
+  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
 
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:
   BlockOptions options_;
+  bool folded_ = false;
 };
 TORCH_MODULE(Conv);
 
@@ -90,15 +118,23 @@ class DownConvImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     detail::require_image("DownConv", x, options_.in_channels);
-    return torch::gelu(bn(conv(x)));
+    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
   }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
+  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
+  /// the BatchNorm from then on (see models::fold_batchnorm in inference.hpp).
+  void fold_batchnorm() {
+    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 0);
+    folded_ = true;
+  }
+  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
 
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:
   BlockOptions options_;
+  bool folded_ = false;
 };
 TORCH_MODULE(DownConv);
 
@@ -116,15 +152,23 @@ class UpConvImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     detail::require_image("UpConv", x, options_.in_channels);
-    return torch::gelu(bn(conv(x)));
+    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
   }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
+  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
+  /// the BatchNorm from then on (see models::fold_batchnorm in inference.hpp).
+  void fold_batchnorm() {
+    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 1);
+    folded_ = true;
+  }
+  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
 
   torch::nn::ConvTranspose2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:
   BlockOptions options_;
+  bool folded_ = false;
 };
 TORCH_MODULE(UpConv);
 
@@ -164,14 +208,21 @@ class UnflattenImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     if (x.dim() != 4 || x.size(1) != channels_ || x.size(2) != 1 || x.size(3) != 1)
       throw shape_error(scoreflow::detail::concat("Unflatten: expected input N×", channels_, "×1×1, got ", x.sizes()));
-    return torch::gelu(bn(conv(x)));
+    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
   }
+  /// Inference only, as ConvImpl::fold_batchnorm.
+  void fold_batchnorm() {
+    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 1);
+    folded_ = true;
+  }
+  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
 
   torch::nn::ConvTranspose2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:
   std::int64_t channels_, kernel_size_;
+  bool folded_ = false;
 };
 TORCH_MODULE(Unflatten);
 
