@@ -8,11 +8,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_a.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow: the seed's Part A (sampling loops, SDEdit, inpainting, anagrams, hybrids) on an MNIST DDPM"};
+  examples::one_line_parse_errors(app);
   std::string data = "data", out = "part_a_out", device_name = "auto";
   bool quick = false;
   std::uint64_t seed = 42;
@@ -74,7 +76,8 @@ int main(int argc, char** argv) {
                                                 std::to_string(cfg.seed) + ").");
     std::printf("Part A done: open %s\n", (std::filesystem::path(out) / "index.html").c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "part_a: %s\n", e.what());
-    return 1;
+    return examples::report_failure("part_a", e);
+  } catch (...) {
+    return examples::report_failure("part_a");
   }
 }

