@@ -1,22 +1,27 @@
 // Sampling the class-conditioned flow model (ClassConditionalUNet D = 64, 28×28) with CFG γ = 5,
-// through scoreflow::Sampler. items_per_second = images per second.
+// through scoreflow::Sampler. items_per_second = images per second (wall); cpu_items_per_second
+// = images per process-CPU second (the stable figure on a shared machine, with one thread).
 //
-//   BM_SampleFlowCFG/<solver>/steps:<n>/batch:<B>             the best configuration kept below
-//   BM_SampleFlowCFG/euler/steps:<n>/batch:<B>/<variant>      each idea alone, measured in one run:
-//     two_calls        cond and uncond as two model calls per step (the reference's slow variant)
-//     batched          cond + uncond in one call (the library's default; NoGradGuard, BatchNorm)
-//     inference_mode   + torch::InferenceMode around the sampler
-//     folded           + BatchNorm folded into the convolutions (models::fold_batchnorm)
-//     folded_cl        + channels-last weights and activations (models::to_channels_last)
+//   BM_SampleFlowCFG/<solver>/steps:<n>/batch:<B>             the kept configuration (kBest):
+//                                                             InferenceMode, folded BatchNorm,
+//                                                             batched CFG in micro-batches of 16
+//   BM_SampleFlowCFG/euler/steps:10/batch:40/two_calls        the reference's two variants: cond and
+//   BM_SampleFlowCFG/euler/steps:10/batch:40/batched          uncond as two calls / one batched call
+//   BM_SampleFlowCFG/euler/steps:4/batch:40/ablation          every idea alone, interleaved over 3
+//       rounds (medians; counters <idea>, cpu_<idea>, speedup_<idea> against `batched`):
+//       inference_mode, folded (models::fold_batchnorm), channels_last (models::to_channels_last),
+//       micro4 … micro32 (models::micro_batched), all_micro8, all_micro16 (the kept combination)
 //   BM_SampleMemory/images:1000/batch:<B>   peak RSS (VmHWM after a reset) sampling 1,000 images
 //   BM_SampleLongRun/steps:<n>/batch:<B>    RSS growth between step 20 and the last step
 // Counters: GFLOPs (2B forwards per step × 537.6 MFLOP), peak_frac of the conv peak measured in
 // this run, peak_rss_MiB. The seed's full configuration (300 steps, 40 images) runs when
-// SCOREFLOW_BENCH_FULL=1 is set (about two minutes).
+// SCOREFLOW_BENCH_FULL=1 is set (a few minutes).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <vector>
 #include <string>
 
@@ -31,7 +36,18 @@ namespace sm = scoreflow::models;
 
 namespace {
 constexpr double kGamma = 5.0;
-enum class Variant { two_calls, batched, inference_mode, folded, folded_cl };
+/// One way to run the model; each field is one idea, measured alone and together.
+struct Variant {
+  bool two_calls = false;       ///< cond and uncond as two calls (else one batched call)
+  bool inference_mode = false;  ///< torch::InferenceMode around the sampler (else NoGradGuard)
+  bool fold = false;            ///< models::fold_batchnorm
+  bool channels_last = false;   ///< models::to_channels_last + NHWC inputs
+  std::int64_t micro_batch = 0; ///< models::micro_batched(model, micro_batch) (0: whole batch)
+};
+const Variant kTwoCalls{.two_calls = true};
+const Variant kBatched{};
+// kept: what paid in the ablation (see README "Benchmarks")
+const Variant kBest{.inference_mode = true, .fold = true, .micro_batch = 16};
 enum class Solver { euler, heun };
 
 /// A condition that does not concatenate: ClassifierFree then makes two model calls per step.
@@ -43,8 +59,8 @@ sm::ClassConditionalUNet make_net(Variant v) {
   torch::manual_seed(0);
   sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 64});
   net->eval();
-  if (v == Variant::folded || v == Variant::folded_cl) sm::fold_batchnorm(net);
-  if (v == Variant::folded_cl) sm::to_channels_last(net);
+  if (v.fold) sm::fold_batchnorm(net);
+  if (v.channels_last) sm::to_channels_last(net);
   return net;
 }
 
@@ -60,7 +76,7 @@ torch::Tensor sample_once(sm::ClassConditionalUNet& net, Variant v, const Schedu
     if (on_step) on_step(info.step);
   };
   const SamplerOptions options{.check_finite = false};
-  if (v == Variant::two_calls) {
+  if (v.two_calls) {
     auto model = denoiser(
         [&](const torch::Tensor& x, FlowTime t, const Unbatched& c) {
           torch::NoGradGuard g;
@@ -73,18 +89,23 @@ torch::Tensor sample_once(sm::ClassConditionalUNet& net, Variant v, const Schedu
   }
   Sampler s{schedule, ClassifierFree<torch::Tensor>{kGamma, sm::null_condition(batch)},
             SinglePrompt<torch::Tensor>{labels_one_hot(batch)}, Unconstrained{}, options};
-  if (v == Variant::batched) {
-    auto model = sm::flow_velocity(net);
+  std::optional<torch::InferenceMode> guard;
+  if (v.inference_mode) guard.emplace();
+  auto run = [&](auto model) {
+    if (v.micro_batch > 0) {
+      auto chunked = sm::micro_batched(std::move(model), v.micro_batch);
+      return s.sample(chunked, PureNoise<torch::Tensor>{proto}, gen, callback);
+    }
     return s.sample(model, PureNoise<torch::Tensor>{proto}, gen, callback);
-  }
-  torch::InferenceMode guard;
-  const auto layout = v == Variant::folded_cl ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  auto model = denoiser(
+  };
+  if (!v.channels_last) return run(sm::flow_velocity(net));  // the library's adapter
+  return run(denoiser(
       [&](const torch::Tensor& x, FlowTime t, const torch::Tensor& c) {
-        return net->forward(x.contiguous(layout), torch::full({x.size(0), 1}, t.value), c).contiguous();
+        torch::NoGradGuard g;
+        return net->forward(x.contiguous(torch::MemoryFormat::ChannelsLast), torch::full({x.size(0), 1}, t.value), c)
+            .contiguous();
       },
-      Parameterization::velocity);
-  return s.sample(model, PureNoise<torch::Tensor>{proto}, gen, callback);
+      Parameterization::velocity));
 }
 
 template <class Fn>
@@ -121,10 +142,62 @@ void sample_flow(benchmark::State& state, Solver solver, int steps, std::int64_t
   state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
 }
 
+/// Every variant in turn, `rounds` times, so that drifting load on a shared machine hits all of
+/// them alike: counters <variant> (images/s, median over rounds, wall) and cpu_<variant> (images
+/// per process-CPU second), and speedup_<variant> = cpu rate / cpu rate of `batched`.
+void sample_ablation(benchmark::State& state, int steps, std::int64_t batch, int rounds) {
+  bench::set_threads();
+  const auto peak = bench::conv_peak_gflops();
+  state.counters["conv_peak_GFLOPs"] = peak.wall;
+  state.counters["cpu_conv_peak_GFLOPs"] = peak.cpu;
+  const std::pair<Variant, const char*> variants[] = {
+      {kTwoCalls, "two_calls"},
+      {kBatched, "batched"},
+      {{.inference_mode = true}, "inference_mode"},
+      {{.fold = true}, "folded"},
+      {{.channels_last = true}, "channels_last"},
+      {{.micro_batch = 4}, "micro4"},
+      {{.micro_batch = 8}, "micro8"},
+      {{.micro_batch = 16}, "micro16"},
+      {{.micro_batch = 32}, "micro32"},
+      {{.inference_mode = true, .fold = true, .micro_batch = 8}, "all_micro8"},
+      {{.inference_mode = true, .fold = true, .micro_batch = 16}, "all_micro16"}};
+  std::vector<sm::ClassConditionalUNet> nets;
+  for (const auto& [v, label] : variants) nets.push_back(make_net(v));
+  const FlowSchedule<Euler> schedule{FlowGrid::uniform(steps)}, warm{FlowGrid::uniform(1)};
+  Generator gen(0);
+  for (std::size_t i = 0; i < nets.size(); ++i) sample_once(nets[i], variants[i].first, warm, batch, gen);
+  std::vector<std::vector<double>> wall(nets.size()), cpu(nets.size());
+  for (auto _ : state) {
+    for (int r = 0; r < rounds; ++r)
+      for (std::size_t i = 0; i < nets.size(); ++i) {
+        bench::Stopwatch watch;
+        watch.start();
+        auto x = sample_once(nets[i], variants[i].first, schedule, batch, gen);
+        watch.stop();
+        benchmark::DoNotOptimize(x);
+        wall[i].push_back(static_cast<double>(batch) / watch.seconds());
+        cpu[i].push_back(static_cast<double>(batch) / watch.cpu_seconds());
+      }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double base = median(cpu[1]), base_wall = median(wall[1]);
+  for (std::size_t i = 0; i < nets.size(); ++i) {
+    const std::string label = variants[i].second;
+    state.counters[label] = median(wall[i]);
+    state.counters["cpu_" + label] = median(cpu[i]);
+    state.counters["speedup_" + label] = median(cpu[i]) / base;
+    state.counters["wall_speedup_" + label] = median(wall[i]) / base_wall;
+  }
+}
+
 /// 1,000 images in batches, a 1-step Euler loop (memory does not depend on the step count).
 void sample_memory(benchmark::State& state, std::int64_t batch) {
   bench::set_threads();
-  auto net = make_net(Variant::folded);
+  auto net = make_net(kBest);
   Generator gen(0);
   const FlowSchedule<Euler> schedule{FlowGrid::uniform(1)};
   const double before = bench::rss_mib();
@@ -134,7 +207,7 @@ void sample_memory(benchmark::State& state, std::int64_t batch) {
     watch.start();
     std::vector<torch::Tensor> images;
     for (std::int64_t done = 0; done < 1000; done += batch)
-      images.push_back(sample_once(net, Variant::folded, schedule, std::min(batch, 1000 - done), gen));
+      images.push_back(sample_once(net, kBest, schedule, std::min(batch, 1000 - done), gen));
     watch.stop();
     benchmark::DoNotOptimize(images);
   }
@@ -146,14 +219,14 @@ void sample_memory(benchmark::State& state, std::int64_t batch) {
 /// RSS at step 20 and at the last step of one long run: growth_MiB ≈ 0 means nothing accumulates.
 void sample_long_run(benchmark::State& state, int steps, std::int64_t batch) {
   bench::set_threads();
-  auto net = make_net(Variant::folded);
+  auto net = make_net(kBest);
   Generator gen(0);
   const FlowSchedule<Euler> schedule{FlowGrid::uniform(steps)};
   double at20 = 0, at_end = 0;
   bench::Stopwatch watch;
   for (auto _ : state) {
     watch.start();
-    auto x = sample_once(net, Variant::folded, schedule, batch, gen, [&](std::size_t step) {
+    auto x = sample_once(net, kBest, schedule, batch, gen, [&](std::size_t step) {
       if (step == 20) at20 = bench::rss_mib();
       if (step == static_cast<std::size_t>(steps)) at_end = bench::rss_mib();
     });
@@ -171,7 +244,6 @@ std::string name(Solver s, int steps, std::int64_t batch) {
          "/batch:" + std::to_string(batch);
 }
 
-constexpr Variant kBest = Variant::folded;  // chosen from the variant runs (see README "Benchmarks")
 
 int register_all() {
   auto add = [](Solver s, int steps, std::int64_t batch, Variant v, const std::string& suffix) {
@@ -179,20 +251,20 @@ int register_all() {
         ->Unit(benchmark::kMillisecond)
         ;
   };
-  // each idea alone, 10 Euler steps of 40 images (time per step does not depend on the step count)
-  const std::pair<Variant, const char*> variants[] = {{Variant::two_calls, "/two_calls"},
-                                                      {Variant::batched, "/batched"},
-                                                      {Variant::inference_mode, "/inference_mode"},
-                                                      {Variant::folded, "/folded"},
-                                                      {Variant::folded_cl, "/folded_cl"}};
-  for (const auto& [v, suffix] : variants) add(Solver::euler, 10, 40, v, suffix);
+  // the reference's two variants and the kept configuration, 10 Euler steps of 40 images
+  add(Solver::euler, 10, 40, kTwoCalls, "/two_calls");
+  add(Solver::euler, 10, 40, kBatched, "/batched");
+  add(Solver::euler, 10, 40, kBest, "");
+  benchmark::RegisterBenchmark("BM_SampleFlowCFG/euler/steps:4/batch:40/ablation", sample_ablation, 4, 40, 3)
+      ->Unit(benchmark::kMillisecond);
   // scaling: steps at batch 40, batch at 4 steps
   for (int steps : {1, 4, 16}) add(Solver::euler, steps, 40, kBest, "");
   for (std::int64_t batch : {1, 4, 16, 64, 256}) add(Solver::euler, 4, batch, kBest, "");
   add(Solver::heun, 5, 40, kBest, "");
   if (const char* full = std::getenv("SCOREFLOW_BENCH_FULL"); full && std::string(full) == "1") {
     add(Solver::euler, 300, 40, kBest, "");
-    add(Solver::euler, 300, 40, Variant::two_calls, "/two_calls");
+    add(Solver::euler, 300, 40, kTwoCalls, "/two_calls");
+    add(Solver::euler, 300, 40, kBatched, "/batched");
   }
   benchmark::RegisterBenchmark("BM_SampleMemory/images:1000/batch:100", sample_memory, 100)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_SampleLongRun/steps:300/batch:1", sample_long_run, 300, 1)->Unit(benchmark::kMillisecond);

@@ -89,3 +89,22 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "to_channels_last: same output with NHWC
   const auto after = net->forward(x.contiguous(torch::MemoryFormat::ChannelsLast), t, c);
   CHECK(max_abs_diff(before, after) < 1e-5);
 }
+
+TEST_CASE_FIXTURE(sftest::SingleThread, "micro_batched: chunked model calls give the whole-batch answer") {
+  torch::manual_seed(5);
+  sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
+  const auto x = torch::randn({7, 1, 28, 28});
+  const auto c = sm::one_hot(torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong));
+  sftest::calibrate_batchnorm(net, x, torch::rand({7, 1}), c);
+  auto whole = sm::flow_velocity(net);
+  auto chunked = sm::micro_batched(sm::flow_velocity(net), 3);  // 3 + 3 + 1
+  CHECK(chunked.prediction == scoreflow::Parameterization::velocity);
+  const auto a = whole.fn(x, scoreflow::FlowTime{0.3}, c);
+  const auto b = chunked.fn(x, scoreflow::FlowTime{0.3}, c);
+  CHECK(b.sizes() == a.sizes());
+  CHECK(max_abs_diff(a, b) < 1e-5);
+  // a condition without a batch axis (NoCondition) passes through to every chunk
+  const auto u = sm::micro_batched(sm::flow_velocity(net), 2).fn(x, scoreflow::FlowTime{0.3}, scoreflow::NoCondition{});
+  CHECK(max_abs_diff(whole.fn(x, scoreflow::FlowTime{0.3}, scoreflow::NoCondition{}), u) < 1e-5);
+  CHECK_THROWS_AS(sm::micro_batched(sm::flow_velocity(net), 0), scoreflow::invalid_option);
+}
