@@ -212,6 +212,17 @@ std::vector<Case> cases() {
          sftest::write_bytes(d / "x.jpg", jpg);
        },
        [](const fs::path& d) { load_image(d / "x.jpg"); }, io, {"@x.jpg", "60000×60000", "more than the limit"}},
+      {"JPEG Huffman table of 272 codes (overflowed stb_image)",
+       [](const fs::path& d) {
+         auto jpg = jpeg_bytes(8, 8);
+         for (std::size_t i = 0; i + 21 < jpg.size(); ++i)
+           if (jpg[i] == 0xff && jpg[i + 1] == 0xc4) {  // DHT: FF C4, length (2), class/id (1), 16 counts
+             for (std::size_t k = 0; k < 16; ++k) jpg[i + 5 + k] = 17;
+             break;
+           }
+         sftest::write_bytes(d / "x.jpg", jpg);
+       },
+       [](const fs::path& d) { load_image(d / "x.jpg"); }, io, {"@x.jpg", "Huffman table with 272 codes"}},
       {"PNG with alpha (handled: composited on white)",
        w("x.png", sftest::make_png(1, 2, 8, 6, {10, 20, 30, 0, 10, 20, 30, 255}, 4)),
        [](const fs::path& d) {

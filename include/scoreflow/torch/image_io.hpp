@@ -112,6 +112,45 @@ inline std::optional<std::pair<std::uint32_t, std::uint32_t>> png_size(const std
   return std::pair{be32(16), be32(20)};
 }
 
+/// The first JPEG Huffman table (DHT segment) holding more than 256 codes, if any: such a table
+/// overflows stb_image's 257-entry size list (stbi__build_huffman writes past it; found by
+/// fuzz_image), so it is refused before stb sees the file. Scans every marker segment, including
+/// those between the scans of a progressive JPEG (entropy-coded bytes are skipped up to the next
+/// marker; 0xFF00 stuffing and restart markers are not segments).
+inline std::optional<int> oversized_jpeg_huffman_table(const std::vector<unsigned char>& b) {
+  if (b.size() < 4 || b[0] != 0xFF || b[1] != 0xD8) return std::nullopt;
+  std::size_t pos = 2;
+  while (pos + 4 <= b.size()) {
+    if (b[pos] != 0xFF) {  // entropy-coded data
+      ++pos;
+      continue;
+    }
+    const unsigned char marker = b[pos + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++pos;
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
+      pos += 2;
+      continue;
+    }
+    if (marker == 0xD9) break;  // end of image
+    const std::size_t length = (std::size_t{b[pos + 2]} << 8) | b[pos + 3];
+    if (length < 2) break;  // malformed: stb refuses it
+    const std::size_t end = std::min(b.size(), pos + 2 + length);
+    if (marker == 0xC4) {
+      for (std::size_t t = pos + 4; t + 17 <= end;) {
+        int codes = 0;
+        for (std::size_t i = 1; i <= 16; ++i) codes += b[t + i];
+        if (codes > 256) return codes;
+        t += 17 + static_cast<std::size_t>(codes);
+      }
+    }
+    pos += 2 + length;
+  }
+  return std::nullopt;
+}
+
 inline stbir_filter stb_filter(ResizeFilter f) {
   switch (f) {
     case ResizeFilter::box: return STBIR_FILTER_BOX;
@@ -199,6 +238,8 @@ inline torch::Tensor load_image(const std::filesystem::path& path, const ImageLo
   const auto* data = bytes.data();
   const int size = static_cast<int>(bytes.size());
 
+  if (const auto codes = detail::oversized_jpeg_huffman_table(bytes))
+    detail::throw_io(path, "corrupt JPEG: a Huffman table with ", *codes, " codes (at most 256)");
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, size, &w, &h, &comp)) {
     // stbi_info tries every format and reports only "unknown image type"; for a PNG, say what
