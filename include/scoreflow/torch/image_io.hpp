@@ -139,9 +139,11 @@ inline std::optional<int> oversized_jpeg_huffman_table(const std::vector<unsigne
     if (length < 2) break;  // malformed: stb refuses it
     const std::size_t end = std::min(b.size(), pos + 2 + length);
     if (marker == 0xC4) {
-      for (std::size_t t = pos + 4; t + 17 <= end;) {
+      // As stb reads them: a table that starts inside the segment is read whole, even past the
+      // segment's end, and bytes past the end of the file read as 0.
+      for (std::size_t t = pos + 4; t < end;) {
         int codes = 0;
-        for (std::size_t i = 1; i <= 16; ++i) codes += b[t + i];
+        for (std::size_t i = 1; i <= 16 && t + i < b.size(); ++i) codes += b[t + i];
         if (codes > 256) return codes;
         t += 17 + static_cast<std::size_t>(codes);
       }
