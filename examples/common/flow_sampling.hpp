@@ -4,6 +4,7 @@
 #include <string>
 
 #include "scoreflow/core.hpp"
+#include "scoreflow/torch/inference.hpp"
 #include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/training.hpp"
 
@@ -40,6 +41,9 @@ auto with_solver(Solver solver, int steps, F&& f) {
   return f(scoreflow::FlowSchedule<scoreflow::Euler>{grid});
 }
 
+/// Images per model forward when sampling: small chunks stay in cache on a CPU (inference.hpp).
+inline constexpr std::int64_t forward_chunk = 8;
+
 struct FlowSampling {
   int steps = 300;               ///< seed §2.3: 300 Euler steps
   Solver solver = Solver::euler;
@@ -50,7 +54,7 @@ struct FlowSampling {
 /// n samples from the time-conditioned UNet (seed Algorithm 2).
 inline torch::Tensor sample_time_flow(scoreflow::models::TimeConditionalUNet net, std::int64_t n, const FlowSampling& s,
                                       scoreflow::Generator& gen, torch::Device device) {
-  auto model = scoreflow::models::flow_velocity(net);
+  auto model = scoreflow::models::micro_batched(scoreflow::models::flow_velocity(net), forward_chunk);
   std::vector<torch::Tensor> parts;
   for (std::int64_t done = 0; done < n; done += s.chunk) {
     const auto k = std::min(s.chunk, n - done);
@@ -64,7 +68,7 @@ inline torch::Tensor sample_time_flow(scoreflow::models::TimeConditionalUNet net
 /// Samples of the class-conditioned UNet for `labels`, with CFG γ (seed Algorithm 4).
 inline torch::Tensor sample_class_flow(scoreflow::models::ClassConditionalUNet net, const torch::Tensor& labels,
                                        const FlowSampling& s, scoreflow::Generator& gen, torch::Device device) {
-  auto model = scoreflow::models::flow_velocity(net);
+  auto model = scoreflow::models::micro_batched(scoreflow::models::flow_velocity(net), forward_chunk);
   std::vector<torch::Tensor> parts;
   const auto n = labels.size(0);
   for (std::int64_t done = 0; done < n; done += s.chunk) {

@@ -242,6 +242,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     for (auto e : cfg.snapshots(epochs))
       report.add({"B 2.3", "Samples " + detail::epochs_label(e), "b23_time_epoch" + std::to_string(e) + ".png",
                   "40 samples, " + sampling_text + " from t = 0 (noise) to 1, generator seed " + std::to_string(cfg.seed)});
+    sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
     scoreflow::Generator gen(cfg.seed + 10);
     Progress p("sampling the time-conditioned model for evaluation");
     const auto x = sample_time_flow(net, 10 * cfg.eval_per_class, cfg.sampling, gen, cfg.device);
@@ -298,6 +299,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
     for (auto e : cfg.snapshots(v.epochs))
       report.add({"B 2.6", v.title + ": 4 samples of each digit " + detail::epochs_label(e), v.name + "_epoch" + std::to_string(e) + ".png",
                   "columns 0 … 9, CFG γ = " + fmt(cfg.sampling.gamma) + ", " + sampling_text + ", generator seed " + std::to_string(cfg.seed)});
+    sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
     scoreflow::Generator gen(cfg.seed + 10);
     const auto labels = digit_labels(cfg.eval_per_class);
     Progress p("sampling " + v.title + " for evaluation");
