@@ -118,8 +118,11 @@ inline std::optional<std::pair<std::uint32_t, std::uint32_t>> png_size(const std
 /// those between the scans of a progressive JPEG (entropy-coded bytes are skipped up to the next
 /// marker; 0xFF00 stuffing and restart markers are not segments).
 inline std::optional<int> oversized_jpeg_huffman_table(const std::vector<unsigned char>& b) {
-  if (b.size() < 4 || b[0] != 0xFF || b[1] != 0xD8) return std::nullopt;
-  std::size_t pos = 2;
+  // Start of image: FF D8, after any number of fill bytes FF (stb accepts FF FF D8).
+  std::size_t pos = 0;
+  while (pos < b.size() && b[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= b.size() || b[pos] != 0xD8) return std::nullopt;
+  ++pos;
   while (pos + 4 <= b.size()) {
     if (b[pos] != 0xFF) {  // entropy-coded data
       ++pos;
