@@ -14,8 +14,10 @@
 //   BM_SampleMemory/images:1000/batch:<B>   peak RSS (VmHWM after a reset) sampling 1,000 images
 //   BM_SampleLongRun/steps:<n>/batch:<B>    RSS growth between step 20 and the last step
 // Counters: GFLOPs (2B forwards per step × 537.6 MFLOP), peak_frac of the conv peak measured in
-// this run, peak_rss_MiB. The seed's full configuration (300 steps, 40 images) runs when
-// SCOREFLOW_BENCH_FULL=1 is set (a few minutes).
+// this run, peak_rss_MiB (VmHWM reset before the timed part; the allocator keeps what earlier
+// benchmarks freed, so run one benchmark per process, --benchmark_filter='...$', for memory).
+// The seed's full configuration (300 steps, 40 images) runs when SCOREFLOW_BENCH_FULL=1 is set
+// (a few minutes).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -8,7 +8,8 @@
 //                                                              (reported as an error), so not kept
 //   BM_TrainLongRun/class/D:64/batch:8/steps:60                RSS growth between steps 10 and 60
 // Counters: GFLOPs (3 × forward FLOPs per image: forward + backward), peak_frac of the conv peak
-// (N=64, 64→64, 28×28, 3×3) measured in this run, peak_rss_MiB (VmHWM reset before the steps).
+// (N=64, 64→64, 28×28, 3×3) measured in this run, peak_rss_MiB (VmHWM reset before the steps; one
+// benchmark per process for memory, as the allocator keeps what earlier ones freed).
 //   uncond = UnconditionalUNet + Denoising(σ = 0.5)   (seed Part B §1.2.1)
 //   time   = TimeConditionalUNet + FlowMatching        (§2.2)
 //   class  = ClassConditionalUNet + FlowMatching with class dropout 0.1 (§2.5)
