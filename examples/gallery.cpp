@@ -8,6 +8,7 @@
 // interrupted run picks up where it stopped.
 #include <CLI/CLI.hpp>
 
+#include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_a.hpp"
 #include "common/part_b.hpp"
@@ -28,6 +29,7 @@ examples::PartBConfig tiny_part_b() {
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow gallery: the whole seed (Part A and Part B) as one HTML page"};
+  examples::one_line_parse_errors(app);
   std::string out = "gallery", data = "data", dataset = "mnist", device_name = "auto", mode = "quick";
   std::uint64_t seed = 42;
   bool quick = false, full = false, tiny = false;
@@ -39,6 +41,13 @@ int main(int argc, char** argv) {
   app.add_option("--dataset", dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}));
   app.add_option("--device", device_name, "cpu, cuda or auto");
   app.add_option("--seed", seed, "the one seed used throughout");
+  std::string sweep;
+  std::int64_t sweep_per_class = 0;
+  app.add_option("--solver-sweep", sweep,
+                 "Part B §2.7 quality against model calls on the class flow model, e.g. euler:300,heun:10,midpoint:15 "
+                 "(default: the mode's own list)");
+  app.add_option("--sweep-per-class", sweep_per_class, "samples per digit for each sweep point (default: as the evaluation)")
+      ->check(CLI::Range(1, 1000));
   CLI11_PARSE(app, argc, argv);
   if (quick + full + tiny > 1) {
     std::fprintf(stderr, "gallery: choose one of --quick, --full, --tiny\n");
@@ -46,18 +55,21 @@ int main(int argc, char** argv) {
   }
   mode = full ? "full" : tiny ? "tiny" : "quick";
   try {
-    examples::Progress total("gallery (" + mode + ")");
     const torch::Device device = device_name == "auto" ? scoreflow::training::default_device() : torch::Device(device_name);
     auto b = full ? examples::PartBConfig::full() : tiny ? tiny_part_b() : examples::PartBConfig::quick();
     b.seed = seed, b.device = device;
+    if (!sweep.empty()) b.solver_sweep = examples::parse_solver_list(sweep);
+    if (sweep_per_class > 0) b.sweep_per_class = sweep_per_class;
     auto a = full ? examples::PartAConfig::full() : tiny ? examples::PartAConfig::tiny() : examples::PartAConfig::quick();
     a.seed = seed, a.device = device;
 
-    examples::Report report(out);
+    // Inputs first: bad data fails with one line, before anything is printed or written.
     const auto paths = dataset == "mnist" ? scoreflow::mnist_paths(data) : scoreflow::fashion_mnist_paths(data);
     const auto train = scoreflow::load_image_dataset(paths, scoreflow::Split::train);
     examples::PartBContext ctx{examples::limited(train, b.train_limit), scoreflow::load_image_dataset(paths, scoreflow::Split::test),
                                nullptr, std::filesystem::path(out) / "cache"};
+    examples::Progress total("gallery (" + mode + ")");
+    examples::Report report(out);
     ctx.classifier = examples::cached_classifier(examples::limited(train, tiny ? 2000 : 0), ctx.test, ctx.cache, device, &report);
 
     examples::Progress pb("Part B");
@@ -81,7 +93,8 @@ int main(int argc, char** argv) {
     total.finish();
     std::printf("gallery written: open %s\n", std::filesystem::absolute(std::filesystem::path(out) / "index.html").c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "gallery: %s\n", e.what());
-    return 1;
+    return examples::report_failure("gallery", e);
+  } catch (...) {
+    return examples::report_failure("gallery");
   }
 }

@@ -35,7 +35,6 @@ int main(int argc, char** argv) {
   app.add_option("--eval-steps", eval_steps, "override: evaluation grid, spaced(N); 0: strided(990, 30)");
   CLI11_PARSE(app, argc, argv);
   try {
-    examples::Progress total("part_a");
     auto cfg = quick ? examples::PartAConfig::quick() : examples::PartAConfig::full();
     cfg.seed = seed;
     if (hidden) cfg.hidden = *hidden;
@@ -46,12 +45,14 @@ int main(int argc, char** argv) {
     if (eval_per_class) cfg.eval_per_class = *eval_per_class;
     if (eval_steps) cfg.eval_steps = *eval_steps;
     cfg.device = device_name == "auto" ? scoreflow::training::default_device() : torch::Device(device_name);
-    examples::Report report(out);
     const auto paths = scoreflow::mnist_paths(data);
     const auto train = scoreflow::load_image_dataset(paths, scoreflow::Split::train);
     examples::PartAContext ctx{examples::limited(train, cfg.train_limit),
                                scoreflow::load_image_dataset(paths, scoreflow::Split::test), nullptr,
                                std::filesystem::path(out) / "cache"};
+    // Inputs first: bad data fails with one line, before anything is printed or written.
+    examples::Progress total("part_a");
+    examples::Report report(out);
     {
       examples::Progress p("evaluator classifier (train once, then cached)");
       ctx.classifier = examples::cached_classifier(examples::limited(train, cfg.classifier_limit), ctx.test, ctx.cache, cfg.device, nullptr);

