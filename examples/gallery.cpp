@@ -21,7 +21,7 @@ examples::PartBConfig tiny_part_b() {
   c.flow_hidden = 8, c.flow_epochs = 1, c.time_flow_epochs = 1, c.comparison_epochs = 1;
   c.snapshot_epochs = {1};
   c.sampling.steps = 4;
-  c.eval_per_class = 4;
+  c.eval_per_class = 4, c.comparison_per_class = 4, c.sweep_per_class = 4;
   c.solver_sweep = {{examples::Solver::euler, 4}, {examples::Solver::heun, 2}};
   return c;
 }
