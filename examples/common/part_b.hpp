@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "common/context.hpp"
 #include "common/flow_sampling.hpp"
 #include "common/report.hpp"
 #include "common/training_run.hpp"
@@ -141,7 +142,8 @@ inline void part_b_denoiser(const PartBConfig& cfg, PartBContext& ctx, Report& r
     sm::UnconditionalUNet net(sm::UNetOptions{.hidden = cfg.denoiser_hidden});
     tr::TrainOptions o{.epochs = cfg.denoiser_epochs, .batch_size = cfg.denoiser_batch, .lr = cfg.denoiser_lr,
                        .seed = cfg.seed, .device = cfg.device, .log_every = 5};
-    const auto n_train = cfg.denoiser_train_limit > 0 ? std::min(cfg.denoiser_train_limit, ctx.train.size()) : ctx.train.size();
+    const auto train = limited(ctx.train, cfg.denoiser_train_limit);
+    const auto n_train = train.size();
     o.checkpoint_dir = run_dir(ctx.cache, name, o, "unet D" + std::to_string(cfg.denoiser_hidden) + " n" + std::to_string(n_train));
     tr::Trainer trainer(net, pure ? tr::Denoising::pure_noise() : tr::Denoising(0.5), o);
     torch::manual_seed(cfg.seed + 1);
@@ -155,9 +157,6 @@ inline void part_b_denoiser(const PartBConfig& cfg, PartBContext& ctx, Report& r
       const auto grid = pure ? out : torch::cat({test_x, test_z, out});
       scoreflow::save_grid_png(report.path(name + "_epoch" + std::to_string(epoch) + ".png"), grid.clamp(0, 1), detail::digit_grid(8));
     };
-    const auto train = cfg.denoiser_train_limit > 0 && cfg.denoiser_train_limit < ctx.train.size()
-                           ? scoreflow::ImageDataset{ctx.train.images.slice(0, 0, cfg.denoiser_train_limit), ctx.train.labels.slice(0, 0, cfg.denoiser_train_limit)}
-                           : ctx.train;
     const auto data = tr::tensor_source(train.images, train.labels);
     auto run = train_cached(name, pure ? "pure-noise denoiser" : "one-step denoiser (σ = 0.5)", trainer, data, report,
                             [&](const tr::EpochSummary& s) {
@@ -287,6 +286,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
   std::vector<std::pair<std::string, std::string>> comparison;
   sm::ClassConditionalUNet main_net(nullptr);
   for (const auto& v : variants) {
+    const bool is_main = &v == &variants.front();
     torch::manual_seed(cfg.seed);
     sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = v.hidden});
     const std::optional<double> decay = v.scheduled ? std::optional<double>(tr::seed_lr_decay(v.epochs)) : std::nullopt;
@@ -304,7 +304,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
       scoreflow::save_grid_png(report.path(v.name + "_epoch" + std::to_string(s.epoch) + ".png"), by_column.clamp(0, 1), detail::digit_grid(10));
     });
     const std::string lr_text = v.scheduled ? "exponential LR decay γ = 0.1^(1/epochs)" : "constant lr " + fmt(v.lr);
-    const std::string section = v.name == "b25_class_flow" ? "B 2.5" : "B 2.6";
+    const std::string section = is_main ? "B 2.5" : "B 2.6";
     report.add({section, "Training loss, " + v.title, v.name + "_loss.png",
                 "ClassConditionalUNet D = " + std::to_string(v.hidden) + ", p_uncond = 0.1, " + train_text(v.epochs, v.batch) + ", " + lr_text,
                 {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
@@ -313,15 +313,15 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
                   "columns 0 … 9, CFG γ = " + fmt(cfg.sampling.gamma) + ", " + sampling_text + ", generator seed " + std::to_string(cfg.seed)});
     sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
     scoreflow::Generator gen(cfg.seed + 10);
-    const auto labels = digit_labels(v.name == "b25_class_flow" ? cfg.eval_per_class : cfg.comparison_per_class);
+    const auto labels = digit_labels(is_main ? cfg.eval_per_class : cfg.comparison_per_class);
     Progress p("sampling " + v.title + " for evaluation");
     const auto x = sample_class_flow(net, labels, cfg.sampling, gen, cfg.device);
     report.timing("sample " + v.name + " (" + std::to_string(x.size(0)) + " images)", p.finish());
     const auto q = detail::quality(ctx, x, labels);
-    if (v.name != "b25_class_flow" || main_is_baseline)
+    if (!is_main || main_is_baseline)
       comparison.emplace_back(v.title, "loss " + fmt(run.final_epoch_loss) + ", CAS " + fmt(100 * q.cas, 3) + "%, FD " + fmt(q.fd) +
                                           " (" + std::to_string(x.size(0)) + " samples)");
-    if (v.name == "b25_class_flow") {
+    if (is_main) {
       detail::export_idx(report, "flow_class_cfg", x, labels);
       report.add({"B 2.6", "Evaluation of the final class-conditioned model (CFG γ = " + fmt(cfg.sampling.gamma) + ")",
                   v.name + "_epoch" + std::to_string(v.epochs) + ".png",
