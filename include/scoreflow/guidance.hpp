@@ -3,6 +3,8 @@
 // A guidance policy takes the list of (input, condition) pairs a combiner asks for and returns
 // one prediction per pair, making as few model calls as the condition type allows.
 #include <cmath>
+#include <optional>
+#include <span>
 #include <ranges>
 #include <vector>
 
@@ -36,20 +38,44 @@ class ClassifierFree {
   std::vector<Prediction<T>> operator()(M& model, const Xs& xs, Time time, const std::vector<C>& conds,
                                         const CallSite& site, bool check_finite) const {
     const std::size_t n = std::ranges::size(xs);
-    std::vector<T> inputs;
-    inputs.reserve(2 * n);
-    inputs.insert(inputs.end(), std::ranges::begin(xs), std::ranges::end(xs));
-    inputs.insert(inputs.end(), std::ranges::begin(xs), std::ranges::end(xs));
-    std::vector<C> all = conds;
-    all.insert(all.end(), n, unconditional_);
-    auto answers = evaluate(model, inputs, time, all, site, check_finite);
     std::vector<Prediction<T>> out;
     out.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      auto& cond = answers[i];
-      const auto& uncond = answers[n + i];
-      cond.value = ops::axpby(1.0 - gamma_, uncond.value, gamma_, cond.value);
-      out.push_back(std::move(cond));
+    if constexpr (ConcatenableCondition<C>) {
+      // One call on [x₁ … xₙ, x₁ … xₙ] with [u … u, c₁ … cₙ] (unconditional first, as diffusers
+      // does), guided straight from the answer's two halves: one copy of the input (the batch
+      // itself) and one pass over the output.
+      const std::span<const T> inputs(std::ranges::data(xs), n);
+      const T x = n == 1 ? ops::repeat_batch(inputs[0], 2) : ops::repeat_batch(ops::concat_batch(inputs), 2);
+      std::vector<C> all(n, unconditional_);
+      all.insert(all.end(), conds.begin(), conds.end());
+      const C c = condition_traits<C>::concat(std::span<const C>(all));
+      auto whole = detail::check_and_wrap<T>(model.fn(x, time, c), ops::shape(x), model.prediction, model.variance,
+                                             site, check_finite);
+      T guided = ops::axpby_halves(1.0 - gamma_, gamma_, whole.value);
+      std::optional<T> variance;
+      if (whole.variance) variance = ops::split_batch(*whole.variance, 2)[1];
+      if (n == 1) {
+        out.push_back({std::move(guided), whole.kind, std::move(variance)});
+        return out;
+      }
+      auto values = ops::split_batch(guided, static_cast<std::int64_t>(n));
+      std::vector<T> variances;
+      if (variance) variances = ops::split_batch(*variance, static_cast<std::int64_t>(n));
+      for (std::size_t i = 0; i < n; ++i)
+        out.push_back({std::move(values[i]), whole.kind, variance ? std::optional<T>(std::move(variances[i])) : std::nullopt});
+    } else {
+      // Two calls per input, straight on the caller's tensors.
+      const auto call = [&](const T& x, const C& c) {
+        return detail::check_and_wrap<T>(model.fn(x, time, c), ops::shape(x), model.prediction, model.variance, site,
+                                         check_finite);
+      };
+      for (std::size_t i = 0; i < n; ++i) {
+        const T& x = std::ranges::data(xs)[i];
+        auto cond = call(x, conds[i]);
+        const auto uncond = call(x, unconditional_);
+        cond.value = ops::axpby(1.0 - gamma_, uncond.value, gamma_, cond.value);
+        out.push_back(std::move(cond));
+      }
     }
     return out;
   }

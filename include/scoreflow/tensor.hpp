@@ -81,6 +81,27 @@ template <Tensor T> T concat_batch(std::span<const T> parts) {
 template <Tensor T> std::vector<T> split_batch(const T& x, std::int64_t parts) {
   return tensor_traits<T>::split_batch(x, parts);
 }
+/// x concatenated `times` times along the batch axis: the input of a batched guided call.
+/// Optional for a backend (`tensor_traits<T>::repeat_batch`); the default concatenates copies.
+template <Tensor T> T repeat_batch(const T& x, std::int64_t times) {
+  if constexpr (requires { { tensor_traits<T>::repeat_batch(x, times) } -> std::same_as<T>; }) {
+    return tensor_traits<T>::repeat_batch(x, times);
+  } else {
+    const std::vector<T> parts(static_cast<std::size_t>(times), x);
+    return concat_batch(std::span<const T>(parts));
+  }
+}
+/// a·y[first half of the batch] + b·y[second half]: classifier-free guidance straight from one
+/// batched answer, without splitting it first. Optional for a backend
+/// (`tensor_traits<T>::axpby_halves`); the default is split_batch then axpby.
+template <Tensor T> T axpby_halves(double a, double b, const T& y) {
+  if constexpr (requires { { tensor_traits<T>::axpby_halves(a, b, y) } -> std::same_as<T>; }) {
+    return tensor_traits<T>::axpby_halves(a, b, y);
+  } else {
+    const auto halves = split_batch(y, 2);
+    return axpby(a, halves[0], b, halves[1]);
+  }
+}
 template <Tensor T> std::pair<T, T> split_channels(const T& x, std::int64_t first) {
   return tensor_traits<T>::split_channels(x, first);
 }

@@ -110,6 +110,28 @@ struct tensor_traits<xt::xarray<S>> {
     }
     return out;
   }
+  static array repeat_batch(const array& x, std::int64_t times) {
+    if (times <= 0) throw shape_error(detail::concat("repeat_batch: cannot repeat ", times, " times"));
+    std::vector<std::size_t> out_shape(x.shape().begin(), x.shape().end());
+    out_shape.at(0) *= static_cast<std::size_t>(times);
+    array out = array::from_shape(out_shape);
+    S* dst = out.data();
+    for (std::int64_t k = 0; k < times; ++k) dst = std::copy(x.data(), x.data() + x.size(), dst);
+    return out;
+  }
+  static array axpby_halves(double a, double b, const array& y) {
+    if (y.dimension() == 0 || y.shape()[0] % 2 != 0)
+      throw shape_error("axpby_halves: the batch does not split into two halves");
+    std::vector<std::size_t> out_shape(y.shape().begin(), y.shape().end());
+    out_shape[0] /= 2;
+    array out = array::from_shape(out_shape);
+    const std::size_t half = out.size();
+    const S sa = static_cast<S>(a), sb = static_cast<S>(b);
+    const S* p = y.data();
+    S* po = out.data();
+    for (std::size_t i = 0; i < half; ++i) po[i] = sa * p[i] + sb * p[half + i];
+    return out;
+  }
   static std::pair<array, array> split_channels(const array& x, std::int64_t first) {
     if (x.dimension() < 2 || first <= 0 || first >= static_cast<std::int64_t>(x.shape()[1]))
       throw shape_error(detail::concat("split_channels: cannot split axis 1 at ", first));

@@ -44,6 +44,85 @@ TEST_CASE_TEMPLATE("CFG: γ = 1 equals the conditional model; batched in one cal
   CHECK_THROWS_WITH_AS(ClassifierFree<T>(INFINITY, uncond), doctest::Contains("gamma = inf"), invalid_option);
 }
 
+namespace {
+/// A condition that does not concatenate (no condition_traits): CFG must call per input.
+template <class T>
+struct Opaque {
+  T value;
+};
+
+/// value = x · c, learned variance channel = c + 10 x (per pixel; c is one number per sample).
+template <class T>
+T scaled_with_variance(const T& x, const T& c) {
+  const auto vx = ops::to_vector(x), vc = ops::to_vector(c);
+  const auto shape = ops::shape(x);
+  const std::size_t n = static_cast<std::size_t>(shape[0]), per = vx.size() / n;
+  std::vector<double> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t k = 0; k < per; ++k) out.push_back(vx[i * per + k] * vc[i]);
+    for (std::size_t k = 0; k < per; ++k) out.push_back(vc[i] + 10 * vx[i * per + k]);
+  }
+  return ops::from_vector(out, {shape[0], 2 * shape[1], shape[2], shape[3]}, x);
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("CFG policy: (1 − γ) ε_u + γ ε_c per input in one batched call; the variance is the conditional branch's",
+                   T, SCOREFLOW_BACKENDS) {
+  const double gamma = 3.5;
+  const std::vector<T> xs = {make<T>({1, 2, -3, 4}, {1, 1, 2, 2}), make<T>({0.5, -1, 2, 0.25}, {1, 1, 2, 2})};
+  const std::vector<double> c_values = {2.0, -1.5};
+  const double u_value = 0.5;
+  std::vector<T> conds;
+  for (double c : c_values) conds.push_back(make<T>({c}, {1, 1, 1, 1}));
+  const T uncond = make<T>({u_value}, {1, 1, 1, 1});
+  int calls = 0;
+  auto batched = denoiser([&](const T& x, Timestep, const T& c) { ++calls; return scaled_with_variance(x, c); },
+                          Parameterization::noise, VarianceOutput::learned_range);
+  auto one_by_one = denoiser([&](const T& x, Timestep, const Opaque<T>& c) { ++calls; return scaled_with_variance(x, c.value); },
+                             Parameterization::noise, VarianceOutput::learned_range);
+  const CallSite site{0, 1.0};
+  for (std::size_t n : {std::size_t{1}, std::size_t{2}}) {
+    CAPTURE(n);
+    const std::span<const T> inputs(xs.data(), n);
+    const std::vector<T> some_conds(conds.begin(), conds.begin() + static_cast<std::ptrdiff_t>(n));
+    calls = 0;
+    const auto a = ClassifierFree<T>{gamma, uncond}(batched, inputs, Timestep{10}, some_conds, site, true);
+    CHECK(calls == 1);
+    std::vector<Opaque<T>> opaque;
+    for (const auto& c : some_conds) opaque.push_back({c});
+    calls = 0;
+    const auto b = ClassifierFree<Opaque<T>>{gamma, {uncond}}(one_by_one, inputs, Timestep{10}, opaque, site, true);
+    CHECK(calls == static_cast<int>(2 * n));
+    REQUIRE(a.size() == n);
+    REQUIRE(b.size() == n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto x = ops::to_vector(xs[i]);
+      const auto va = ops::to_vector(a[i].value), vb = ops::to_vector(b[i].value);
+      REQUIRE(a[i].variance.has_value());
+      REQUIRE(b[i].variance.has_value());
+      const auto sa = ops::to_vector(*a[i].variance), sb = ops::to_vector(*b[i].variance);
+      for (std::size_t k = 0; k < x.size(); ++k) {
+        const double want = (1 - gamma) * x[k] * u_value + gamma * x[k] * c_values[i];
+        CHECK(va[k] == doctest::Approx(want).epsilon(1e-6));
+        CHECK(vb[k] == doctest::Approx(want).epsilon(1e-6));
+        CHECK(sa[k] == doctest::Approx(c_values[i] + 10 * x[k]).epsilon(1e-6));
+        CHECK(sb[k] == doctest::Approx(c_values[i] + 10 * x[k]).epsilon(1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE("tensor backend: repeat_batch and axpby_halves equal concat and split + axpby", T, SCOREFLOW_BACKENDS) {
+  const T x = make<T>({1, -2, 3, 0.25, 5, 6, -7, 8}, {2, 1, 2, 2});
+  const std::vector<T> three = {x, x, x};
+  CHECK(ops::to_vector(ops::repeat_batch(x, 3)) == ops::to_vector(ops::concat_batch(std::span<const T>(three))));
+  CHECK(ops::shape(ops::repeat_batch(x, 3)) == Shape{6, 1, 2, 2});
+  const auto halves = ops::split_batch(x, 2);
+  CHECK(ops::to_vector(ops::axpby_halves(0.7, -1.3, x)) == ops::to_vector(ops::axpby(0.7, halves[0], -1.3, halves[1])));
+  CHECK(ops::shape(ops::axpby_halves(0.7, -1.3, x)) == Shape{1, 1, 2, 2});
+  CHECK_THROWS_AS(ops::axpby_halves(1.0, 1.0, make<T>({1, 2, 3}, {3, 1})), shape_error);
+}
+
 TEST_CASE("CFG: a condition type that cannot be concatenated costs two calls per step") {
   using T = xt::xarray<double>;
   int calls = 0;

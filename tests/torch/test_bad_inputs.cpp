@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -97,6 +98,66 @@ tr::Trainer<Net, tr::Denoising> tiny_trainer(std::int64_t hidden) {
   return tr::Trainer<Net, tr::Denoising>(tiny_net(hidden), tr::Denoising{}, tr::TrainOptions{});
 }
 void write_checkpoint(const fs::path& file, std::int64_t hidden = 2) { tiny_trainer(hidden).save_checkpoint(file); }
+
+/// A checkpoint laid out as save_checkpoint writes it, with the trainer entry `key` replaced by
+/// `value` (the other entries hold a valid state): what a crafted or bit-flipped file can hold.
+void write_doctored_checkpoint(const fs::path& file, const std::string& key, const torch::Tensor& value) {
+  auto net = tiny_net(2);
+  torch::optim::Adam adam(net->parameters());
+  torch::serialize::OutputArchive archive, m, o, s;
+  net->save(m);
+  adam.save(o);
+  const auto one = torch::tensor(std::int64_t{1});
+  for (const char* k : {"step", "epoch", "batch_in_epoch"}) s.write(k, k == key ? value : one);
+  s.write("seed", key == "seed" ? value : torch::tensor(std::int64_t{0}));  // TrainOptions' default seed
+  s.write("epoch_loss_sum", key == "epoch_loss_sum" ? value : torch::tensor(0.5, torch::kDouble));
+  s.write("rng", tr::TrainingRng(1).state());
+  archive.write(tr::detail::kFormatKey, tr::detail::format_tag(tr::detail::kKindCheckpoint));
+  archive.write("model", m);
+  archive.write("optimizer", o);
+  archive.write("trainer", s);
+  archive.save_to(file.string());
+}
+
+/// Edits the data of the stored (uncompressed) zip entry whose name ends in `suffix`, in place
+/// and at the same length; with fix_crc the CRC-32 in both headers is made to match again — what
+/// a crafted file looks like, as opposed to a corrupt one.
+void edit_zip_entry(const fs::path& file, const std::string& suffix, const std::function<void(std::string&)>& edit,
+                    bool fix_crc) {
+  auto b = sftest::read_bytes(file);
+  const auto u = [&](std::size_t at, int n) {
+    std::uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | b.at(at + i);
+    return v;
+  };
+  const auto put32 = [&](std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) b.at(at + i) = static_cast<unsigned char>(v >> (8 * i));
+  };
+  const std::size_t eocd = b.size() - 22;  // LibTorch writes no archive comment
+  REQUIRE(u(eocd, 4) == 0x06054b50);
+  for (std::size_t p = u(eocd + 16, 4), i = 0; i < u(eocd + 10, 2); ++i) {
+    const auto name_len = u(p + 28, 2);
+    const std::string name(b.begin() + static_cast<std::ptrdiff_t>(p + 46), b.begin() + static_cast<std::ptrdiff_t>(p + 46 + name_len));
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      REQUIRE(u(p + 10, 2) == 0);  // stored
+      const auto local = u(p + 42, 4), size = u(p + 24, 4);
+      const auto data = local + 30 + u(local + 26, 2) + u(local + 28, 2);
+      std::string text(b.begin() + static_cast<std::ptrdiff_t>(data), b.begin() + static_cast<std::ptrdiff_t>(data + size));
+      edit(text);
+      REQUIRE(text.size() == size);
+      std::copy(text.begin(), text.end(), b.begin() + static_cast<std::ptrdiff_t>(data));
+      if (fix_crc) {
+        const auto crc = static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(text.data()), static_cast<uInt>(size)));
+        put32(p + 16, crc);
+        put32(local + 14, crc);
+      }
+      sftest::write_bytes(file, b);
+      return;
+    }
+    p += 46 + name_len + u(p + 30, 2) + u(p + 32, 2);
+  }
+  FAIL("no zip entry ends in " << suffix);
+}
 
 /// Makes `dir/name` a link to /dev/full, where every write fails with ENOSPC: a full disk.
 void disk_full_at(const fs::path& path) { fs::create_symlink("/dev/full", path); }
@@ -245,7 +306,25 @@ std::vector<Case> cases() {
          sftest::write_bytes(d / "c.pt", cut(sftest::read_bytes(d / "full.pt"), 0.7));
          fs::remove(d / "full.pt");
        },
-       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt, {"@c.pt", "truncated or foreign"}},
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt,
+       {"@c.pt", "no end-of-central-directory record", "not an intact torch archive"}},
+      {"checkpoint with one bit flipped in a weight", [](const fs::path& d) {
+         write_checkpoint(d / "c.pt");
+         edit_zip_entry(d / "c.pt", "/data/0", [](std::string& data) { data[1] ^= 0x10; }, /*fix_crc=*/false);
+       },
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt,
+       {"@c.pt", "is corrupt", "/data/0' fails its CRC-32 check"}},
+      {"checkpoint with a crafted class declaration (checksum right)", [](const fs::path& d) {
+         write_checkpoint(d / "c.pt");
+         // The shape of the input that crashed LibTorch's type parser under fuzzing.
+         edit_zip_entry(d / "c.pt", "___torch_mangle_0.py", [](std::string& code) {
+           const auto at = code.find("__parameters__ = [");
+           REQUIRE(at != std::string::npos);
+           code[at + 17] = '(';
+         }, /*fix_crc=*/true);
+       },
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt,
+       {"@c.pt", "unexpected line 2", "___torch_mangle_0.py"}},
       {"checkpoint of another configuration (hidden 2 vs 4)", [](const fs::path& d) { write_checkpoint(d / "c.pt", 2); },
        [](const fs::path& d) { tiny_trainer(4).load_checkpoint(d / "c.pt"); }, ckpt,
        {"@c.pt", "parameter 'backbone.in_block.conv1.conv.weight' has shape [2, 1, 3, 3]", "[4, 1, 3, 3] in the model"}},
@@ -257,10 +336,25 @@ std::vector<Case> cases() {
        },
        ckpt, {"@c.pt", "lacks the model's submodule", "different model configuration"}},
       {"checkpoint is a text file", w("c.pt", Bytes{'n', 'o', 'p', 'e'}),
-       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt, {"@c.pt", "not a complete torch archive"}},
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt, {"@c.pt", "too short to be a zip archive"}},
       {"checkpoint is a torch archive of something else",
        [](const fs::path& d) { torch::save(torch::ones({3}), (d / "c.pt").string()); },
        [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt, {"@c.pt", "not a scoreflow checkpoint"}},
+      {"checkpoint whose step is a vector", [](const fs::path& d) {
+         write_doctored_checkpoint(d / "c.pt", "step", torch::tensor({std::int64_t{3}, std::int64_t{4}}));
+       },
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt,
+       {"@c.pt", "'step'", "not a single int64", "2 elements"}},
+      {"checkpoint whose loss sum is NaN", [](const fs::path& d) {
+         write_doctored_checkpoint(d / "c.pt", "epoch_loss_sum", torch::tensor(std::nan(""), torch::kDouble));
+       },
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt,
+       {"@c.pt", "impossible training state", "loss sum nan"}},
+      {"checkpoint with a negative step", [](const fs::path& d) {
+         write_doctored_checkpoint(d / "c.pt", "step", torch::tensor(std::int64_t{-3}));
+       },
+       [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt,
+       {"@c.pt", "impossible training state", "step -3"}},
       {"checkpoint is a weight file", [](const fs::path& d) { tr::save_weights(d / "c.pt", *tiny_net(2)); },
        [](const fs::path& d) { tiny_trainer(2).load_checkpoint(d / "c.pt"); }, ckpt, {"@c.pt", "weights only"}},
       // prompt embeddings

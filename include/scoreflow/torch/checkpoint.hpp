@@ -12,6 +12,7 @@
 // against the model before touching it: a parameter of another shape, a missing or an extra
 // entry fails with checkpoint_error naming the entry; an unreadable, truncated or foreign file
 // fails with checkpoint_error naming the file. `load_weights` also accepts a checkpoint.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include <torch/types.h>
 
 #include "scoreflow/errors.hpp"
+#include "scoreflow/torch/archive_integrity.hpp"
 #include "scoreflow/torch/atomic_file.hpp"
 #include "scoreflow/torch/objectives.hpp"
 #include "scoreflow/torch/torch_message.hpp"
@@ -89,6 +92,9 @@ inline torch::serialize::InputArchive open_archive(const std::filesystem::path& 
                                                    std::optional<torch::Device> device) {
   if (!std::filesystem::exists(file))
     throw checkpoint_error(scoreflow::detail::concat("checkpoint file ", quoted(file), " does not exist"));
+  if (const auto problem = scoreflow::detail::zip_archive_problem(file))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " ", *problem,
+                                                     " — not an intact torch archive (truncated, corrupt or foreign file?)"));
   torch::serialize::InputArchive archive;
   try {
     if (device)
@@ -124,11 +130,13 @@ inline std::string shape_string(c10::IntArrayRef s) {
   return out + "]";
 }
 
+using TensorPairs = std::vector<std::pair<torch::Tensor, torch::Tensor>>;
+
 /// Matches the archive against `module` (recursively), collecting (destination, source) pairs;
 /// throws on the first entry that is missing, extra or of another shape.
 inline void match_module(torch::serialize::InputArchive& archive, torch::nn::Module& module, const std::string& prefix,
                          const std::filesystem::path& file,
-                         std::vector<std::pair<torch::Tensor, torch::Tensor>>& pairs) {
+                         TensorPairs& pairs) {
   std::set<std::string> known;
   auto tensor_entry = [&](const std::string& key, const torch::Tensor& dst, const char* what) {
     known.insert(key);
@@ -160,16 +168,21 @@ inline void match_module(torch::serialize::InputArchive& archive, torch::nn::Mod
   }
 }
 
-/// Loads `module` from `archive[key]` after checking every entry; the module is untouched on error.
-inline void read_model(torch::serialize::InputArchive& archive, torch::nn::Module& module,
-                       const std::filesystem::path& file) {
+/// (model tensor, archive tensor) for every entry of archive["model"], all checked against
+/// `module`; nothing is copied yet, so a failure anywhere leaves the module as it was.
+inline TensorPairs matched_model(torch::serialize::InputArchive& archive, torch::nn::Module& module,
+                                 const std::filesystem::path& file) {
   torch::serialize::InputArchive model;
   if (!archive.try_read("model", model))
     throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has no model entry"));
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs;
+  TensorPairs pairs;
   match_module(model, module, "", file, pairs);
+  return pairs;
+}
+
+inline void assign(const TensorPairs& pairs) {
   torch::NoGradGuard no_grad;
-  for (auto& [dst, src] : pairs) dst.copy_(src);
+  for (const auto& [dst, src] : pairs) dst.copy_(src);
 }
 
 inline torch::Tensor read_tensor(torch::serialize::InputArchive& archive, const char* key,
@@ -178,6 +191,20 @@ inline torch::Tensor read_tensor(torch::serialize::InputArchive& archive, const 
   if (!archive.try_read(key, t))
     throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the training entry '", key, "'"));
   return t.to(torch::kCPU);
+}
+
+/// A one-element entry of the trainer state, of type T (an integer or floating-point tensor, as
+/// save_checkpoint writes it). A crafted archive may hold anything under the key: anything else
+/// is a checkpoint_error, not LibTorch's "cannot be converted to Scalar".
+template <class T>
+T read_scalar(torch::serialize::InputArchive& archive, const char* key, const std::filesystem::path& file) {
+  const auto t = read_tensor(archive, key, file);
+  const bool type_ok = std::is_integral_v<T> ? t.scalar_type() == torch::kLong : t.is_floating_point();
+  if (t.numel() != 1 || !type_ok)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), ": the training entry '", key,
+                                                     "' is not a single ", std::is_integral_v<T> ? "int64" : "float",
+                                                     " value (", t.numel(), " elements of ", t.scalar_type(), ")"));
+  return t.item<T>();
 }
 
 inline std::optional<torch::Device> device_of(const torch::nn::Module& module) {
@@ -198,7 +225,7 @@ inline void save_weights(const std::filesystem::path& file, const torch::nn::Mod
 /// Loads model parameters and buffers from a weight file or a checkpoint, onto the model's device.
 inline void load_weights(const std::filesystem::path& file, torch::nn::Module& model) {
   auto archive = detail::open_archive(file, detail::kKindWeights, detail::device_of(model));
-  detail::read_model(archive, model, file);
+  detail::assign(detail::matched_model(archive, model, file));
 }
 
 /// Saves a full training checkpoint to `file` (atomically).
@@ -232,15 +259,22 @@ inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module
   if (!archive.try_read("optimizer", o) || !archive.try_read("trainer", s))
     throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " lacks the optimizer or trainer entry"));
   TrainingState loaded;
-  loaded.step = detail::read_tensor(s, "step", file).item<std::int64_t>();
-  loaded.epoch = detail::read_tensor(s, "epoch", file).item<std::int64_t>();
-  loaded.batch_in_epoch = detail::read_tensor(s, "batch_in_epoch", file).item<std::int64_t>();
-  loaded.epoch_loss_sum = detail::read_tensor(s, "epoch_loss_sum", file).item<double>();
-  const auto seed_bits = detail::read_tensor(s, "seed", file).item<std::int64_t>();
+  loaded.step = detail::read_scalar<std::int64_t>(s, "step", file);
+  loaded.epoch = detail::read_scalar<std::int64_t>(s, "epoch", file);
+  loaded.batch_in_epoch = detail::read_scalar<std::int64_t>(s, "batch_in_epoch", file);
+  loaded.epoch_loss_sum = detail::read_scalar<double>(s, "epoch_loss_sum", file);
+  const auto seed_bits = detail::read_scalar<std::int64_t>(s, "seed", file);
   std::memcpy(&loaded.seed, &seed_bits, sizeof seed_bits);
+  if (loaded.step < 0 || loaded.epoch < 0 || loaded.batch_in_epoch < 0 || !std::isfinite(loaded.epoch_loss_sum))
+    throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " has an impossible training state (step ",
+                                                     loaded.step, ", epoch ", loaded.epoch, ", batch ",
+                                                     loaded.batch_in_epoch, ", loss sum ", loaded.epoch_loss_sum,
+                                                     ")"));
   const auto rng_state = detail::read_tensor(s, "rng", file);
 
-  detail::read_model(archive, model, file);
+  // Check every model entry first, then restore the optimizer and RNG, and only then copy the
+  // weights: a checkpoint that fails anywhere leaves the model as it was.
+  const auto weights = detail::matched_model(archive, model, file);
   try {
     optimizer.load(o);
     rng.set_state(rng_state);
@@ -248,6 +282,7 @@ inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module
     throw checkpoint_error(scoreflow::detail::concat("cannot restore the optimizer/RNG state from ",
                                                      detail::quoted(file), ": ", scoreflow::detail::torch_message(e)));
   }
+  detail::assign(weights);
   state = loaded;
 }
 

@@ -330,7 +330,7 @@ class Trainer {
       torch::serialize::InputArchive s;
       if (!archive.try_read("trainer", s))
         throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " lacks the trainer entry"));
-      const auto bits = detail::read_tensor(s, "seed", file).item<std::int64_t>();
+      const auto bits = detail::read_scalar<std::int64_t>(s, "seed", file);
       std::uint64_t seed = 0;
       std::memcpy(&seed, &bits, sizeof seed);
       if (seed != options_.seed)
