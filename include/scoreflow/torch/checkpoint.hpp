@@ -250,40 +250,48 @@ inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::
   detail::atomic_save(archive, file);
 }
 
-/// Restores a checkpoint into model, optimizer, state and rng. The model's layout is checked
-/// first (checkpoint_error names the differing parameter); tensors land on the model's device.
-inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
-                            torch::optim::Optimizer& optimizer, TrainingState& state, TrainingRng& rng) {
-  auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(model));
+namespace detail {
+/// load_checkpoint on an archive already opened (and checked) by open_archive.
+inline void restore_checkpoint(torch::serialize::InputArchive& archive, const std::filesystem::path& file,
+                               torch::nn::Module& model, torch::optim::Optimizer& optimizer, TrainingState& state,
+                               TrainingRng& rng) {
   torch::serialize::InputArchive o, s;
   if (!archive.try_read("optimizer", o) || !archive.try_read("trainer", s))
-    throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " lacks the optimizer or trainer entry"));
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the optimizer or trainer entry"));
   TrainingState loaded;
-  loaded.step = detail::read_scalar<std::int64_t>(s, "step", file);
-  loaded.epoch = detail::read_scalar<std::int64_t>(s, "epoch", file);
-  loaded.batch_in_epoch = detail::read_scalar<std::int64_t>(s, "batch_in_epoch", file);
-  loaded.epoch_loss_sum = detail::read_scalar<double>(s, "epoch_loss_sum", file);
-  const auto seed_bits = detail::read_scalar<std::int64_t>(s, "seed", file);
+  loaded.step = read_scalar<std::int64_t>(s, "step", file);
+  loaded.epoch = read_scalar<std::int64_t>(s, "epoch", file);
+  loaded.batch_in_epoch = read_scalar<std::int64_t>(s, "batch_in_epoch", file);
+  loaded.epoch_loss_sum = read_scalar<double>(s, "epoch_loss_sum", file);
+  const auto seed_bits = read_scalar<std::int64_t>(s, "seed", file);
   std::memcpy(&loaded.seed, &seed_bits, sizeof seed_bits);
   if (loaded.step < 0 || loaded.epoch < 0 || loaded.batch_in_epoch < 0 || !std::isfinite(loaded.epoch_loss_sum))
-    throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " has an impossible training state (step ",
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has an impossible training state (step ",
                                                      loaded.step, ", epoch ", loaded.epoch, ", batch ",
-                                                     loaded.batch_in_epoch, ", loss sum ", loaded.epoch_loss_sum,
-                                                     ")"));
-  const auto rng_state = detail::read_tensor(s, "rng", file);
+                                                     loaded.batch_in_epoch, ", loss sum ", loaded.epoch_loss_sum, ")"));
+  const auto rng_state = read_tensor(s, "rng", file);
 
   // Check every model entry first, then restore the optimizer and RNG, and only then copy the
   // weights: a checkpoint that fails anywhere leaves the model as it was.
-  const auto weights = detail::matched_model(archive, model, file);
+  const auto weights = matched_model(archive, model, file);
   try {
     optimizer.load(o);
     rng.set_state(rng_state);
   } catch (const std::exception& e) {
     throw checkpoint_error(scoreflow::detail::concat("cannot restore the optimizer/RNG state from ",
-                                                     detail::quoted(file), ": ", scoreflow::detail::torch_message(e)));
+                                                     quoted(file), ": ", scoreflow::detail::torch_message(e)));
   }
-  detail::assign(weights);
+  assign(weights);
   state = loaded;
+}
+}  // namespace detail
+
+/// Restores a checkpoint into model, optimizer, state and rng. The model's layout is checked
+/// first (checkpoint_error names the differing parameter); tensors land on the model's device.
+inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, TrainingState& state, TrainingRng& rng) {
+  auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(model));
+  detail::restore_checkpoint(archive, file, model, optimizer, state, rng);
 }
 
 }  // namespace scoreflow::training

@@ -325,19 +325,17 @@ class Trainer {
     TrainingState loaded;
     TrainingRng rng(options_.seed);
     // Restore into temporaries first where possible, so a seed mismatch leaves this trainer as is.
-    {
-      auto archive = detail::open_archive(file, detail::kKindCheckpoint, torch::Device(torch::kCPU));
-      torch::serialize::InputArchive s;
-      if (!archive.try_read("trainer", s))
-        throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " lacks the trainer entry"));
-      const auto bits = detail::read_scalar<std::int64_t>(s, "seed", file);
-      std::uint64_t seed = 0;
-      std::memcpy(&seed, &bits, sizeof seed);
-      if (seed != options_.seed)
-        throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " was written with seed = ", seed,
-                                                         ", but options.seed = ", options_.seed));
-    }
-    training::load_checkpoint(file, *net_, optimizer_, loaded, rng);
+    auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(*net_));
+    torch::serialize::InputArchive s;
+    if (!archive.try_read("trainer", s))
+      throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " lacks the trainer entry"));
+    const auto bits = detail::read_scalar<std::int64_t>(s, "seed", file);
+    std::uint64_t seed = 0;
+    std::memcpy(&seed, &bits, sizeof seed);
+    if (seed != options_.seed)
+      throw checkpoint_error(scoreflow::detail::concat(detail::quoted(file), " was written with seed = ", seed,
+                                                       ", but options.seed = ", options_.seed));
+    detail::restore_checkpoint(archive, file, *net_, optimizer_, loaded, rng);
     state_ = loaded;
     rng_ = std::move(rng);
     set_lr(lr_at(state_.epoch));
