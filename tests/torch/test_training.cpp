@@ -40,8 +40,18 @@ Data synthetic_digits(std::int64_t n, std::uint64_t seed, std::int64_t classes =
   return {images.clamp(0.0, 1.0), labels};
 }
 
+/// Per-process scratch root, removed when the test program exits.
+struct TempRoot {
+  fs::path path = fs::temp_directory_path() / ("scoreflow_test_training_" + std::to_string(::getpid()));
+  ~TempRoot() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 fs::path temp_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("scoreflow_test_training_" + std::to_string(::getpid())) / name;
+  static const TempRoot root;
+  auto dir = root.path / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
