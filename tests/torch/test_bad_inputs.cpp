@@ -284,6 +284,17 @@ std::vector<Case> cases() {
          sftest::write_bytes(d / "x.jpg", jpg);
        },
        [](const fs::path& d) { load_image(d / "x.jpg"); }, io, {"@x.jpg", "Huffman table with 272 codes"}},
+      {"JPEG scan using a Huffman table never defined (stb read it from uninitialised memory)",
+       [](const fs::path& d) {
+         auto jpg = jpeg_bytes(8, 8);
+         for (std::size_t i = 0; i + 6 < jpg.size(); ++i)
+           if (jpg[i] == 0xff && jpg[i + 1] == 0xda) {  // SOS: FF DA, length (2), Ns, (Cs, Td<<4|Ta)…
+             jpg[i + 6] = 0x30 | (jpg[i + 6] & 0x0f);    // first component: DC table 3
+             break;
+           }
+         sftest::write_bytes(d / "x.jpg", jpg);
+       },
+       [](const fs::path& d) { load_image(d / "x.jpg"); }, io, {"@x.jpg", "corrupt JPEG", "DC Huffman table 3, never defined"}},
       {"PNG with alpha (handled: composited on white)",
        w("x.png", sftest::make_png(1, 2, 8, 6, {10, 20, 30, 0, 10, 20, 30, 255}, 4)),
        [](const fs::path& d) {

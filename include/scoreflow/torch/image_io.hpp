@@ -112,17 +112,23 @@ inline std::optional<std::pair<std::uint32_t, std::uint32_t>> png_size(const std
   return std::pair{be32(16), be32(20)};
 }
 
-/// The first JPEG Huffman table (DHT segment) holding more than 256 codes, if any: such a table
-/// overflows stb_image's 257-entry size list (stbi__build_huffman writes past it; found by
-/// fuzz_image), so it is refused before stb sees the file. Scans every marker segment, including
-/// those between the scans of a progressive JPEG (entropy-coded bytes are skipped up to the next
-/// marker; 0xFF00 stuffing and restart markers are not segments).
-inline std::optional<int> oversized_jpeg_huffman_table(const std::vector<unsigned char>& b) {
+/// What stb_image would mishandle in a JPEG's Huffman tables, checked before stb sees the file
+/// (both found by fuzz_image):
+///  - a table (DHT segment) holding more than 256 codes overflows stb's 257-entry size list
+///    (stbi__build_huffman writes past it);
+///  - a scan (SOS) that decodes with a table no DHT defined makes stb read the table from
+///    uninitialised memory (an out-of-bounds read of its value list, or garbage pixels).
+/// Scans every marker segment, including those between the scans of a progressive JPEG
+/// (entropy-coded bytes are skipped up to the next marker; 0xFF00 stuffing and restart markers
+/// are not segments).
+inline std::optional<std::string> jpeg_huffman_problem(const std::vector<unsigned char>& b) {
   // Start of image: FF D8, after any number of fill bytes FF (stb accepts FF FF D8).
   std::size_t pos = 0;
   while (pos < b.size() && b[pos] == 0xFF) ++pos;
   if (pos == 0 || pos >= b.size() || b[pos] != 0xD8) return std::nullopt;
   ++pos;
+  bool defined[2][4] = {};  // [class: 0 DC, 1 AC][table id]
+  const auto at = [&](std::size_t i) -> unsigned { return i < b.size() ? b[i] : 0u; };  // stb reads 0 past the end
   while (pos + 4 <= b.size()) {
     if (b[pos] != 0xFF) {  // entropy-coded data
       ++pos;
@@ -146,9 +152,24 @@ inline std::optional<int> oversized_jpeg_huffman_table(const std::vector<unsigne
       // segment's end, and bytes past the end of the file read as 0.
       for (std::size_t t = pos + 4; t < end;) {
         int codes = 0;
-        for (std::size_t i = 1; i <= 16 && t + i < b.size(); ++i) codes += b[t + i];
-        if (codes > 256) return codes;
+        for (std::size_t i = 1; i <= 16; ++i) codes += static_cast<int>(at(t + i));
+        if (codes > 256) return concat("a Huffman table with ", codes, " codes (at most 256)");
+        const unsigned cls = at(t) >> 4, id = at(t) & 15;
+        if (cls <= 1 && id <= 3) defined[cls][id] = true;  // anything else stb refuses
         t += 17 + static_cast<std::size_t>(codes);
+      }
+    }
+    if (marker == 0xDA) {
+      // Ns, then (component, DC table << 4 | AC table) × Ns, then Ss, Se, Ah << 4 | Al. A scan
+      // decodes DC symbols when Ss = 0 and Ah = 0 (first DC scan or baseline), AC symbols when
+      // Se > 0; refinement of DC reads raw bits.
+      const unsigned ns = at(pos + 4);
+      const std::size_t spectral = pos + 5 + 2 * ns;
+      const bool dc = at(spectral) == 0 && (at(spectral + 2) >> 4) == 0, ac = at(spectral + 1) > 0;
+      for (unsigned k = 0; k < ns && k < 4; ++k) {
+        const unsigned tables = at(pos + 6 + 2 * k), td = tables >> 4, ta = tables & 15;
+        if (dc && td <= 3 && !defined[0][td]) return concat("a scan uses DC Huffman table ", td, ", never defined");
+        if (ac && ta <= 3 && !defined[1][ta]) return concat("a scan uses AC Huffman table ", ta, ", never defined");
       }
     }
     pos += 2 + length;
@@ -243,8 +264,7 @@ inline torch::Tensor load_image(const std::filesystem::path& path, const ImageLo
   const auto* data = bytes.data();
   const int size = static_cast<int>(bytes.size());
 
-  if (const auto codes = detail::oversized_jpeg_huffman_table(bytes))
-    detail::throw_io(path, "corrupt JPEG: a Huffman table with ", *codes, " codes (at most 256)");
+  if (const auto problem = detail::jpeg_huffman_problem(bytes)) detail::throw_io(path, "corrupt JPEG: ", *problem);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, size, &w, &h, &comp)) {
     // stbi_info tries every format and reports only "unknown image type"; for a PNG, say what
