@@ -284,6 +284,14 @@ std::vector<Case> cases() {
          sftest::write_bytes(d / "x.jpg", jpg);
        },
        [](const fs::path& d) { load_image(d / "x.jpg"); }, io, {"@x.jpg", "Huffman table with 272 codes"}},
+      {"image in a format stb reads but we do not promise (binary PPM)",
+       w("x.ppm", [] {
+         const std::string header = "P6\n2 2\n255\n";
+         Bytes b(header.begin(), header.end());
+         b.resize(b.size() + 12, 128);
+         return b;
+       }()),
+       [](const fs::path& d) { load_image(d / "x.ppm"); }, io, {"@x.ppm", "neither PNG nor JPEG", "starts 50 36 0a 32"}},
       {"JPEG scan using a Huffman table never defined (stb read it from uninitialised memory)",
        [](const fs::path& d) {
          auto jpg = jpeg_bytes(8, 8);

@@ -1,5 +1,5 @@
 #pragma once
-// PNG/JPEG/BMP/... images to and from float tensors, resampling, and sample grids.
+// PNG and JPEG images to and from float tensors, resampling, and sample grids.
 //
 // Decoding and encoding use the stb single-file libraries, compiled into each translation unit
 // as `static` functions (STB_*_STATIC) so that this header stays header-only and cannot clash
@@ -7,7 +7,9 @@
 //
 // Loading checks the image's size from its header (stbi_info) before decoding, so a file that
 // claims a gigapixel image is refused without allocating it. Every failure is an io_error that
-// names the file.
+// names the file. Only PNG and JPEG reach stb: its other decoders (BMP, GIF, PSD, TGA, HDR, PIC,
+// PNM) are refused by signature first — fuzzing found a signed overflow in its PNM header parser,
+// and a format we do not promise is attack surface we do not need.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -177,6 +179,27 @@ inline std::optional<std::string> jpeg_huffman_problem(const std::vector<unsigne
   return std::nullopt;
 }
 
+/// Whether the bytes start as a PNG (its 8-byte signature) or a JPEG (start-of-image FF D8 after
+/// any number of fill bytes FF, as stb accepts).
+inline bool png_or_jpeg_signature(const std::vector<unsigned char>& b) {
+  static constexpr unsigned char png[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  if (b.size() >= 8 && std::equal(std::begin(png), std::end(png), b.begin())) return true;
+  std::size_t pos = 0;
+  while (pos < b.size() && b[pos] == 0xFF) ++pos;
+  return pos > 0 && pos < b.size() && b[pos] == 0xD8;
+}
+
+inline std::string first_bytes_hex(const std::vector<unsigned char>& b) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < b.size() && i < 8; ++i) {
+    if (i) out += ' ';
+    out += digits[b[i] >> 4];
+    out += digits[b[i] & 15];
+  }
+  return out;
+}
+
 inline stbir_filter stb_filter(ResizeFilter f) {
   switch (f) {
     case ResizeFilter::box: return STBIR_FILTER_BOX;
@@ -264,6 +287,9 @@ inline torch::Tensor load_image(const std::filesystem::path& path, const ImageLo
   const auto* data = bytes.data();
   const int size = static_cast<int>(bytes.size());
 
+  if (!detail::png_or_jpeg_signature(bytes))
+    detail::throw_io(path, "not a readable image: neither PNG nor JPEG (the file starts ", detail::first_bytes_hex(bytes),
+                     ")");
   if (const auto problem = detail::jpeg_huffman_problem(bytes)) detail::throw_io(path, "corrupt JPEG: ", *problem);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, size, &w, &h, &comp)) {
