@@ -96,6 +96,24 @@ Prediction<T> check_and_wrap(T out, const Shape& in_shape, Parameterization kind
   }
   return {std::move(out), kind, std::nullopt};
 }
+
+/// One batched prediction as n per-input predictions (value and variance split in n equal parts).
+template <Tensor T>
+std::vector<Prediction<T>> split_prediction(Prediction<T> whole, std::size_t n) {
+  std::vector<Prediction<T>> out;
+  out.reserve(n);
+  if (n == 1) {
+    out.push_back(std::move(whole));
+    return out;
+  }
+  auto values = ops::split_batch(whole.value, static_cast<std::int64_t>(n));
+  std::vector<T> variances;
+  if (whole.variance) variances = ops::split_batch(*whole.variance, static_cast<std::int64_t>(n));
+  for (std::size_t i = 0; i < n; ++i)
+    out.push_back({std::move(values[i]), whole.kind,
+                   whole.variance ? std::optional<T>(std::move(variances[i])) : std::nullopt});
+  return out;
+}
 }  // namespace detail
 
 /// A contiguous list of tensors: std::vector<T>, or a std::span<const T> viewing the sampler's x.
@@ -117,14 +135,9 @@ std::vector<Prediction<T>> evaluate(M& model, const Xs& inputs, Time time, const
       const C c = condition_traits<C>::concat(std::span<const C>(conds));
       T y = model.fn(x, time, c);
       const Shape in_shape = ops::shape(x);
-      auto whole = detail::check_and_wrap<T>(std::move(y), in_shape, model.prediction, model.variance, site, check_finite);
-      auto values = ops::split_batch(whole.value, static_cast<std::int64_t>(xs.size()));
-      std::vector<T> variances;
-      if (whole.variance) variances = ops::split_batch(*whole.variance, static_cast<std::int64_t>(xs.size()));
-      for (std::size_t i = 0; i < xs.size(); ++i)
-        out.push_back({std::move(values[i]), whole.kind,
-                       whole.variance ? std::optional<T>(std::move(variances[i])) : std::nullopt});
-      return out;
+      return detail::split_prediction(
+          detail::check_and_wrap<T>(std::move(y), in_shape, model.prediction, model.variance, site, check_finite),
+          xs.size());
     }
   }
   for (std::size_t i = 0; i < xs.size(); ++i)

@@ -38,8 +38,6 @@ class ClassifierFree {
   std::vector<Prediction<T>> operator()(M& model, const Xs& xs, Time time, const std::vector<C>& conds,
                                         const CallSite& site, bool check_finite) const {
     const std::size_t n = std::ranges::size(xs);
-    std::vector<Prediction<T>> out;
-    out.reserve(n);
     if constexpr (ConcatenableCondition<C>) {
       // One call on [x₁ … xₙ, x₁ … xₙ] with [u … u, c₁ … cₙ] (unconditional first, as diffusers
       // does), guided straight from the answer's two halves: one copy of the input (the batch
@@ -51,24 +49,18 @@ class ClassifierFree {
       const C c = condition_traits<C>::concat(std::span<const C>(all));
       auto whole = detail::check_and_wrap<T>(model.fn(x, time, c), ops::shape(x), model.prediction, model.variance,
                                              site, check_finite);
-      T guided = ops::axpby_halves(1.0 - gamma_, gamma_, whole.value);
-      std::optional<T> variance;
+      std::optional<T> variance;  // the conditional half's
       if (whole.variance) variance = ops::split_batch(*whole.variance, 2)[1];
-      if (n == 1) {
-        out.push_back({std::move(guided), whole.kind, std::move(variance)});
-        return out;
-      }
-      auto values = ops::split_batch(guided, static_cast<std::int64_t>(n));
-      std::vector<T> variances;
-      if (variance) variances = ops::split_batch(*variance, static_cast<std::int64_t>(n));
-      for (std::size_t i = 0; i < n; ++i)
-        out.push_back({std::move(values[i]), whole.kind, variance ? std::optional<T>(std::move(variances[i])) : std::nullopt});
+      return detail::split_prediction(
+          Prediction<T>{ops::axpby_halves(1.0 - gamma_, gamma_, whole.value), whole.kind, std::move(variance)}, n);
     } else {
       // Two calls per input, straight on the caller's tensors.
       const auto call = [&](const T& x, const C& c) {
         return detail::check_and_wrap<T>(model.fn(x, time, c), ops::shape(x), model.prediction, model.variance, site,
                                          check_finite);
       };
+      std::vector<Prediction<T>> out;
+      out.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
         const T& x = std::ranges::data(xs)[i];
         auto cond = call(x, conds[i]);
@@ -76,8 +68,8 @@ class ClassifierFree {
         cond.value = ops::axpby(1.0 - gamma_, uncond.value, gamma_, cond.value);
         out.push_back(std::move(cond));
       }
+      return out;
     }
-    return out;
   }
 
  private:
