@@ -12,13 +12,21 @@
 
 #include <torch/torch.h>
 
+#include "scoreflow/torch/cpu_threads.hpp"
+
 namespace bench {
 
-/// Intra-op threads: SCOREFLOW_BENCH_THREADS, else 2 (the reference's setting).
+/// Intra-op threads: SCOREFLOW_BENCH_THREADS, else 2 (the reference's setting); OpenBLAS gets
+/// one thread (models::set_cpu_threads; SCOREFLOW_BENCH_BLAS_DEFAULT=1 leaves its pool as it is,
+/// to measure what that costs).
 inline void set_threads() {
   const char* env = std::getenv("SCOREFLOW_BENCH_THREADS");
   const int n = env ? std::atoi(env) : 2;
-  if (torch::get_num_threads() != n) torch::set_num_threads(n);
+  if (std::getenv("SCOREFLOW_BENCH_BLAS_DEFAULT") == nullptr) {
+    scoreflow::models::set_cpu_threads(n);
+  } else if (torch::get_num_threads() != n) {
+    torch::set_num_threads(n);
+  }
 }
 
 /// A field of /proc/self/status in MiB (VmRSS: resident now, VmHWM: peak resident).

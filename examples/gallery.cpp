@@ -12,6 +12,7 @@
 #include "common/context.hpp"
 #include "common/part_a.hpp"
 #include "common/part_b.hpp"
+#include "scoreflow/torch/cpu_threads.hpp"
 
 namespace {
 examples::PartBConfig tiny_part_b() {
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   app.add_option("--sweep-per-class", sweep_per_class, "samples per digit for each sweep point (default: as the evaluation)")
       ->check(CLI::Range(1, 1000));
   CLI11_PARSE(app, argc, argv);
+  scoreflow::models::set_cpu_threads(at::get_num_threads());  // OMP_NUM_THREADS in LibTorch, one in OpenBLAS
   if (quick + full + tiny > 1) {
     std::fprintf(stderr, "gallery: choose one of --quick, --full, --tiny\n");
     return 2;

@@ -11,6 +11,7 @@
 #include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_a.hpp"
+#include "scoreflow/torch/cpu_threads.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow: the seed's Part A (sampling loops, SDEdit, inpainting, anagrams, hybrids) on an MNIST DDPM"};
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval-per-class", eval_per_class, "override: evaluation samples per digit");
   app.add_option("--eval-steps", eval_steps, "override: evaluation grid, spaced(N); 0: strided(990, 30)");
   CLI11_PARSE(app, argc, argv);
+  scoreflow::models::set_cpu_threads(at::get_num_threads());  // OMP_NUM_THREADS in LibTorch, one in OpenBLAS
   try {
     auto cfg = quick ? examples::PartAConfig::quick() : examples::PartAConfig::full();
     cfg.seed = seed;

@@ -8,6 +8,7 @@
 #include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_b.hpp"
+#include "scoreflow/torch/cpu_threads.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow: the seed's Part B (UNet denoiser, flow matching) in C++"};
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu, cuda or auto");
   app.add_option("--seed", seed, "the one seed used throughout");
   CLI11_PARSE(app, argc, argv);
+  scoreflow::models::set_cpu_threads(at::get_num_threads());  // OMP_NUM_THREADS in LibTorch, one in OpenBLAS
   try {
     auto cfg = quick ? examples::PartBConfig::quick() : examples::PartBConfig::full();
     cfg.seed = seed;

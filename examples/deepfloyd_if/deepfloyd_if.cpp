@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "../common/cli.hpp"
+#include "scoreflow/torch/cpu_threads.hpp"
 #include "scoreflow/torch/image_io.hpp"
 #include "scoreflow/torch/prompt_embeddings.hpp"
 #include "scoreflow/torch/torchscript_denoiser.hpp"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   app.add_option("--samples", samples, "images for §1.5 and §1.6")->check(CLI::Range(1, 64))->capture_default_str();
   app.add_flag("--cpu", cpu, "run on the CPU even when CUDA is available (needs a CPU float32 export)");
   CLI11_PARSE(app, argc, argv);
+  scoreflow::models::set_cpu_threads(at::get_num_threads());  // OMP_NUM_THREADS in LibTorch, one in OpenBLAS
 
   try {
     const torch::Device device = cpu ? torch::Device(torch::kCPU) : default_device();

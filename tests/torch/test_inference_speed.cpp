@@ -1,11 +1,13 @@
 // Inference preparation (torch/inference.hpp): folding BatchNorm and channels-last weights must
 // not change what the UNets compute in eval mode.
+#include <dlfcn.h>
 #include <doctest/doctest.h>
 
 #include <torch/torch.h>
 
 #include "model_helpers.hpp"
 #include "scoreflow/torch/adapters.hpp"
+#include "scoreflow/torch/cpu_threads.hpp"
 #include "scoreflow/torch/inference.hpp"
 #include "scoreflow/torch/unet.hpp"
 
@@ -107,4 +109,19 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "micro_batched: chunked model calls give
   const auto u = sm::micro_batched(sm::flow_velocity(net), 2).fn(x, scoreflow::FlowTime{0.3}, scoreflow::NoCondition{});
   CHECK(max_abs_diff(whole.fn(x, scoreflow::FlowTime{0.3}, scoreflow::NoCondition{}), u) < 1e-5);
   CHECK_THROWS_AS(sm::micro_batched(sm::flow_velocity(net), 0), scoreflow::invalid_option);
+}
+
+TEST_CASE("set_cpu_threads: LibTorch's pool gets n threads, OpenBLAS (when loaded) one") {
+  const int before = at::get_num_threads();
+  const auto done = sm::set_cpu_threads(1);
+  CHECK(done.torch_threads == 1);
+  CHECK(at::get_num_threads() == 1);
+  // Debian's LibTorch links OpenBLAS: then its own pool must now be one thread.
+  using GetThreads = int (*)();
+  if (auto* get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
+    CHECK(done.openblas);
+    CHECK(get() == 1);
+  }
+  CHECK_THROWS_AS(sm::set_cpu_threads(0), scoreflow::invalid_option);
+  at::set_num_threads(before);
 }
