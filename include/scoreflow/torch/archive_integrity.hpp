@@ -156,12 +156,14 @@ class ZipReader {
     for (const auto& entry : entries) {
       const auto top = [](std::string_view n) { return n.substr(0, n.find('/')); };
       if (entry.name.find('/') == std::string::npos || top(entry.name) != top(entries.front().name))
-        fail("has entries of two archives ('" + printable(entries.front().name) + "', '" + printable(entry.name) + "')");
+        fail("has entries of two archives ('" + printable(entries.front().name) + "', '" + printable(entry.name) +
+             "')");
       if (!names.insert(entry.name).second) fail("has two entries named '" + printable(entry.name) + "'");
     }
     const auto archive = entries.front().name.substr(0, entries.front().name.find('/'));
     for (const char* record : {"/version", "/data.pkl"})
-      if (!names.count(archive + record)) fail("lacks the record '" + printable(archive + record) + "' of a torch archive");
+      if (!names.count(archive + record))
+        fail("lacks the record '" + printable(archive + record) + "' of a torch archive");
     for (const auto& entry : entries) check_entry(entry, cd_offset);
   }
 
@@ -318,7 +320,8 @@ class ZipReader {
   }
   static bool identifier(std::string_view s) {
     return !s.empty() && s.size() <= 256 && !std::isdigit(static_cast<unsigned char>(s[0])) &&
-           std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+           std::all_of(s.begin(), s.end(),
+                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
   }
   // Type := Name | Name "[" Type (", " Type)* "]", Name a dotted identifier; nesting ≤ 4.
   static bool type(std::string_view s, int depth = 0) {

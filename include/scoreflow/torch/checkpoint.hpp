@@ -93,8 +93,8 @@ inline torch::serialize::InputArchive open_archive(const std::filesystem::path& 
   if (!std::filesystem::exists(file))
     throw checkpoint_error(scoreflow::detail::concat("checkpoint file ", quoted(file), " does not exist"));
   if (const auto problem = scoreflow::detail::zip_archive_problem(file))
-    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " ", *problem,
-                                                     " — not an intact torch archive (truncated, corrupt or foreign file?)"));
+    throw checkpoint_error(scoreflow::detail::concat(
+        quoted(file), " ", *problem, " — not an intact torch archive (truncated, corrupt or foreign file?)"));
   torch::serialize::InputArchive archive;
   try {
     if (device)

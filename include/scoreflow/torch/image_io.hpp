@@ -114,6 +114,15 @@ inline std::optional<std::pair<std::uint32_t, std::uint32_t>> png_size(const std
   return std::pair{be32(16), be32(20)};
 }
 
+/// Where a JPEG's segments start: just past its start-of-image marker FF D8, which may follow any
+/// number of fill bytes FF (stb accepts FF FF D8); nothing if the bytes are not a JPEG.
+inline std::optional<std::size_t> jpeg_segments_start(const std::vector<unsigned char>& b) {
+  std::size_t pos = 0;
+  while (pos < b.size() && b[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= b.size() || b[pos] != 0xD8) return std::nullopt;
+  return pos + 1;
+}
+
 /// What stb_image would mishandle in a JPEG's Huffman tables, checked before stb sees the file
 /// (both found by fuzz_image):
 ///  - a table (DHT segment) holding more than 256 codes overflows stb's 257-entry size list
@@ -124,11 +133,9 @@ inline std::optional<std::pair<std::uint32_t, std::uint32_t>> png_size(const std
 /// (entropy-coded bytes are skipped up to the next marker; 0xFF00 stuffing and restart markers
 /// are not segments).
 inline std::optional<std::string> jpeg_huffman_problem(const std::vector<unsigned char>& b) {
-  // Start of image: FF D8, after any number of fill bytes FF (stb accepts FF FF D8).
-  std::size_t pos = 0;
-  while (pos < b.size() && b[pos] == 0xFF) ++pos;
-  if (pos == 0 || pos >= b.size() || b[pos] != 0xD8) return std::nullopt;
-  ++pos;
+  const auto start = jpeg_segments_start(b);
+  if (!start) return std::nullopt;
+  std::size_t pos = *start;
   bool defined[2][4] = {};  // [class: 0 DC, 1 AC][table id]
   const auto at = [&](std::size_t i) -> unsigned { return i < b.size() ? b[i] : 0u; };  // stb reads 0 past the end
   while (pos + 4 <= b.size()) {
@@ -179,14 +186,10 @@ inline std::optional<std::string> jpeg_huffman_problem(const std::vector<unsigne
   return std::nullopt;
 }
 
-/// Whether the bytes start as a PNG (its 8-byte signature) or a JPEG (start-of-image FF D8 after
-/// any number of fill bytes FF, as stb accepts).
+/// Whether the bytes start as a PNG (its 8-byte signature) or a JPEG (jpeg_segments_start).
 inline bool png_or_jpeg_signature(const std::vector<unsigned char>& b) {
   static constexpr unsigned char png[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-  if (b.size() >= 8 && std::equal(std::begin(png), std::end(png), b.begin())) return true;
-  std::size_t pos = 0;
-  while (pos < b.size() && b[pos] == 0xFF) ++pos;
-  return pos > 0 && pos < b.size() && b[pos] == 0xD8;
+  return (b.size() >= 8 && std::equal(std::begin(png), std::end(png), b.begin())) || jpeg_segments_start(b).has_value();
 }
 
 inline std::string first_bytes_hex(const std::vector<unsigned char>& b) {
@@ -288,8 +291,8 @@ inline torch::Tensor load_image(const std::filesystem::path& path, const ImageLo
   const int size = static_cast<int>(bytes.size());
 
   if (!detail::png_or_jpeg_signature(bytes))
-    detail::throw_io(path, "not a readable image: neither PNG nor JPEG (the file starts ", detail::first_bytes_hex(bytes),
-                     ")");
+    detail::throw_io(path, "not a readable image: neither PNG nor JPEG (the file starts ",
+                     detail::first_bytes_hex(bytes), ")");
   if (const auto problem = detail::jpeg_huffman_problem(bytes)) detail::throw_io(path, "corrupt JPEG: ", *problem);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, size, &w, &h, &comp)) {
