@@ -103,10 +103,17 @@ inline torch::Tensor as_image_batch(const torch::Tensor& t, const char* where) {
 inline void require_channels(std::int64_t c, const char* where) {
   if (c < 1 || c > 4) throw shape_error(concat(where, ": ", c, " channels; 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) supported"));
 }
+/// Whether the bytes start with PNG's 8-byte signature.
+inline bool png_signature(const std::vector<unsigned char>& b) {
+  static constexpr unsigned char signature[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  return b.size() >= 8 && std::equal(std::begin(signature), std::end(signature), b.begin());
+}
+
 /// Width and height from a PNG's IHDR chunk, if `bytes` starts like a PNG.
 inline std::optional<std::pair<std::uint32_t, std::uint32_t>> png_size(const std::vector<unsigned char>& bytes) {
-  static constexpr unsigned char signature[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
-  if (bytes.size() < 24 || !std::equal(std::begin(signature), std::end(signature), bytes.begin())) return std::nullopt;
+  static constexpr unsigned char ihdr[] = {0, 0, 0, 13, 'I', 'H', 'D', 'R'};  // the first chunk's length and type
+  if (bytes.size() < 24 || !png_signature(bytes) || !std::equal(std::begin(ihdr), std::end(ihdr), bytes.begin() + 8))
+    return std::nullopt;
   const auto be32 = [&](std::size_t at) {
     return (std::uint32_t{bytes[at]} << 24) | (std::uint32_t{bytes[at + 1]} << 16) |
            (std::uint32_t{bytes[at + 2]} << 8) | std::uint32_t{bytes[at + 3]};
@@ -186,10 +193,9 @@ inline std::optional<std::string> jpeg_huffman_problem(const std::vector<unsigne
   return std::nullopt;
 }
 
-/// Whether the bytes start as a PNG (its 8-byte signature) or a JPEG (jpeg_segments_start).
+/// Whether the bytes start as a PNG or a JPEG.
 inline bool png_or_jpeg_signature(const std::vector<unsigned char>& b) {
-  static constexpr unsigned char png[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-  return (b.size() >= 8 && std::equal(std::begin(png), std::end(png), b.begin())) || jpeg_segments_start(b).has_value();
+  return png_signature(b) || jpeg_segments_start(b).has_value();
 }
 
 inline std::string first_bytes_hex(const std::vector<unsigned char>& b) {
