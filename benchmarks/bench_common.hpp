@@ -66,6 +66,20 @@ inline double conv_flops(std::int64_t n, std::int64_t cin, std::int64_t cout, st
   return 2.0 * static_cast<double>(n * cin * cout * hw * hw * k * k);
 }
 
+/// The part of unet_forward_flops that depends on the input image only, i.e. what
+/// ClassConditionalUNet::forward_under_conditions computes once per image instead of once per
+/// condition: encoder, bottleneck, and the skip connections' share of the three layers that
+/// join them (D = 64: 236.1 MFLOP, so CFG's pair costs 2 × 537.6 − 236.1 = 839.1 MFLOP, 0.78×).
+inline double unet_input_only_flops(std::int64_t d) {
+  return conv_flops(1, 1, d, 28, 3) + conv_flops(1, d, d, 28, 3)     // in_block
+         + 3 * conv_flops(1, d, d, 14, 3)                              // down1 (stride 2 to 14×14)
+         + conv_flops(1, d, 2 * d, 7, 3) + 2 * conv_flops(1, 2 * d, 2 * d, 7, 3)  // down2
+         + conv_flops(1, 2 * d, 2 * d, 1, 7)                           // unflatten (1×1 → 7×7)
+         + conv_flops(1, 2 * d, d, 7, 4)                               // up1's e3 share (4×4 from 7×7)
+         + conv_flops(1, d, d, 14, 4)                                  // up2's e2 share
+         + conv_flops(1, d, d, 28, 3);                                 // out_block's e1 share
+}
+
 /// Seconds of CPU time used by the whole process (all threads) so far.
 inline double process_cpu_seconds() {
   timespec ts{};

@@ -4,16 +4,20 @@
 //
 //   BM_SampleFlowCFG/<solver>/steps:<n>/batch:<B>             the kept configuration (kBest):
 //                                                             InferenceMode, folded BatchNorm,
-//                                                             batched CFG in micro-batches of 16
+//                                                             batched CFG sharing x across both
+//                                                             conditions, micro-batches of 8 inputs
 //   BM_SampleFlowCFG/euler/steps:10/batch:40/two_calls        the reference's two variants: cond and
 //   BM_SampleFlowCFG/euler/steps:10/batch:40/batched          uncond as two calls / one batched call
 //   BM_SampleFlowCFG/euler/steps:4/batch:40/ablation          every idea alone, interleaved over 3
 //       rounds (medians; counters <idea>, cpu_<idea>, speedup_<idea> against `batched`):
 //       inference_mode, folded (models::fold_batchnorm), channels_last (models::to_channels_last),
-//       micro4 … micro32 (models::micro_batched), all_micro8, all_micro16 (the kept combination)
+//       micro4 … micro32 (models::micro_batched; rows per forward), shared_input (flow_velocity's
+//       under_conditions: the encoder once per image), all_micro16 (the previous kept combination),
+//       all_shared_micro4/8/16 (inputs per forward, 2 rows each; micro 8 is kept)
 //   BM_SampleMemory/images:1000/batch:<B>   peak RSS (VmHWM after a reset) sampling 1,000 images
 //   BM_SampleLongRun/steps:<n>/batch:<B>    RSS growth between step 20 and the last step
-// Counters: GFLOPs (2B forwards per step × 537.6 MFLOP), peak_frac of the conv peak measured in
+// Counters: GFLOPs (2B forwards per step × 537.6 MFLOP, less bench::unet_input_only_flops per
+// image when x is shared across the two conditions), peak_frac of the conv peak measured in
 // this run, peak_rss_MiB (VmHWM reset before the timed part; the allocator keeps what earlier
 // benchmarks freed, so run one benchmark per process, --benchmark_filter='...$', for memory).
 // The seed's full configuration (300 steps, 40 images) runs when SCOREFLOW_BENCH_FULL=1 is set
@@ -45,11 +49,12 @@ struct Variant {
   bool fold = false;            ///< models::fold_batchnorm
   bool channels_last = false;   ///< models::to_channels_last + NHWC inputs
   std::int64_t micro_batch = 0; ///< models::micro_batched(model, micro_batch) (0: whole batch)
+  bool share_input = false;     ///< x once under both conditions (under_conditions; else [x, x])
 };
 const Variant kTwoCalls{.two_calls = true};
 const Variant kBatched{};
 // kept: what paid in the ablation (see README "Benchmarks")
-const Variant kBest{.inference_mode = true, .fold = true, .micro_batch = 16};
+const Variant kBest{.inference_mode = true, .fold = true, .micro_batch = 8, .share_input = true};
 enum class Solver { euler, heun };
 
 /// A condition that does not concatenate: ClassifierFree then makes two model calls per step.
@@ -100,7 +105,13 @@ torch::Tensor sample_once(sm::ClassConditionalUNet& net, Variant v, const Schedu
     }
     return s.sample(model, PureNoise<torch::Tensor>{proto}, gen, callback);
   };
-  if (!v.channels_last) return run(sm::flow_velocity(net));  // the library's adapter
+  if (v.share_input) return run(sm::flow_velocity(net));  // the library's adapter
+  if (!v.channels_last) {  // the same adapter without under_conditions: CFG passes [x, x]
+    auto velocity = sm::flow_velocity(net);
+    return run(denoiser([velocity](const torch::Tensor& x, FlowTime t, const torch::Tensor& c) mutable {
+      return velocity.fn(x, t, c);
+    }, Parameterization::velocity));
+  }
   return run(denoiser(
       [&](const torch::Tensor& x, FlowTime t, const torch::Tensor& c) {
         torch::NoGradGuard g;
@@ -139,7 +150,8 @@ void sample_flow(benchmark::State& state, Solver solver, int steps, std::int64_t
   // Heun's last step is an Euler step: (2·steps − 1) calls; 2B images per call (cond + uncond).
   const double calls = solver == Solver::euler ? steps : 2.0 * steps - 1.0;
   (void)calls_per_step;
-  bench::set_flop_counters(state, calls * 2.0 * static_cast<double>(batch) * bench::unet_forward_flops(64), watch);
+  const double per_pair = 2.0 * bench::unet_forward_flops(64) - (v.share_input ? bench::unet_input_only_flops(64) : 0.0);
+  bench::set_flop_counters(state, calls * static_cast<double>(batch) * per_pair, watch);
   state.counters["s_per_step"] = watch.seconds() / static_cast<double>(state.iterations()) / steps;
   state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
 }
@@ -162,8 +174,11 @@ void sample_ablation(benchmark::State& state, int steps, std::int64_t batch, int
       {{.micro_batch = 8}, "micro8"},
       {{.micro_batch = 16}, "micro16"},
       {{.micro_batch = 32}, "micro32"},
-      {{.inference_mode = true, .fold = true, .micro_batch = 8}, "all_micro8"},
-      {{.inference_mode = true, .fold = true, .micro_batch = 16}, "all_micro16"}};
+      {{.share_input = true}, "shared_input"},
+      {{.inference_mode = true, .fold = true, .micro_batch = 16}, "all_micro16"},
+      {{.inference_mode = true, .fold = true, .micro_batch = 4, .share_input = true}, "all_shared_micro4"},
+      {{.inference_mode = true, .fold = true, .micro_batch = 8, .share_input = true}, "all_shared_micro8"},
+      {{.inference_mode = true, .fold = true, .micro_batch = 16, .share_input = true}, "all_shared_micro16"}};
   std::vector<sm::ClassConditionalUNet> nets;
   for (const auto& [v, label] : variants) nets.push_back(make_net(v));
   const FlowSchedule<Euler> schedule{FlowGrid::uniform(steps)}, warm{FlowGrid::uniform(1)};

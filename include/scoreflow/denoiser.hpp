@@ -65,6 +65,18 @@ concept DenoiserFor = Tensor<T> && requires(M& m, const T& x, Time t, const C& c
   { m.variance } -> std::convertible_to<VarianceOutput>;
 };
 
+/// Optional for a model function: answering each input under several conditions in one call.
+/// fn.under_conditions(x, time, c) takes x of batch N and c of batch k·N (condition-major: rows
+/// j·N … j·N + N − 1 hold the j-th condition of inputs 0 … N − 1) and returns the k·N answers
+/// fn([x, …, x], time, c) would, without the caller copying x k times. Classifier-free guidance
+/// uses it when present: a model whose conditioning enters after an input-only encoder (the
+/// seed's UNets, see models::ClassConditionalUNet::forward_under_conditions) runs that encoder
+/// once per input instead of once per condition.
+template <class F, class T, class Time, class C>
+concept SharesInputAcrossConditions = requires(F& fn, const T& x, Time t, const C& c) {
+  { fn.under_conditions(x, t, c) } -> std::convertible_to<T>;
+};
+
 /// Where a model call happens, for error messages.
 struct CallSite {
   std::size_t step;

@@ -23,7 +23,8 @@ struct NoGuidance {
 };
 
 /// Classifier-free guidance (Ho & Salimans 2022; seed §1.6): ε = ε_u + γ(ε_c − ε_u).
-/// Conditional and unconditional inputs go through one batched call when C concatenates.
+/// Conditional and unconditional inputs go through one batched call when C concatenates (with
+/// x passed once to a model that SharesInputAcrossConditions).
 /// A learned variance is taken from the conditional branch, as DeepFloyd IF does.
 template <class C>
 class ClassifierFree {
@@ -40,15 +41,25 @@ class ClassifierFree {
     const std::size_t n = std::ranges::size(xs);
     if constexpr (ConcatenableCondition<C>) {
       // One call on [x₁ … xₙ, x₁ … xₙ] with [u … u, c₁ … cₙ] (unconditional first, as diffusers
-      // does), guided straight from the answer's two halves: one copy of the input (the batch
-      // itself) and one pass over the output.
+      // does), guided straight from the answer's two halves: one pass over the output. A model
+      // that shares its input across conditions gets x once; any other gets x copied twice.
       const std::span<const T> inputs(std::ranges::data(xs), n);
-      const T x = n == 1 ? ops::repeat_batch(inputs[0], 2) : ops::repeat_batch(ops::concat_batch(inputs), 2);
+      std::optional<T> joined;
+      if (n > 1) joined = ops::concat_batch(inputs);
+      const T& x = n == 1 ? inputs[0] : *joined;
       std::vector<C> all(n, unconditional_);
       all.insert(all.end(), conds.begin(), conds.end());
       const C c = condition_traits<C>::concat(std::span<const C>(all));
-      auto whole = detail::check_and_wrap<T>(model.fn(x, time, c), ops::shape(x), model.prediction, model.variance,
-                                             site, check_finite);
+      Shape both = ops::shape(x);
+      both.at(0) *= 2;
+      T answer = [&]() -> T {
+        if constexpr (SharesInputAcrossConditions<decltype(model.fn), T, Time, C>)
+          return model.fn.under_conditions(x, time, c);
+        else
+          return model.fn(ops::repeat_batch(x, 2), time, c);
+      }();
+      auto whole = detail::check_and_wrap<T>(std::move(answer), both, model.prediction, model.variance, site,
+                                             check_finite);
       std::optional<T> variance;  // the conditional half's
       if (whole.variance) variance = ops::split_batch(*whole.variance, 2)[1];
       return detail::split_prediction(

@@ -1,6 +1,7 @@
 // Exact invariances of guidance, combiners, constraints and starts, and the sampler's contract
 // (callbacks, cancellation, non-finite detection, validation).
 #include <cmath>
+#include <stdexcept>
 
 #include "backends.hpp"
 #include "oracles.hpp"
@@ -64,9 +65,27 @@ T scaled_with_variance(const T& x, const T& c) {
   }
   return ops::from_vector(out, {shape[0], 2 * shape[1], shape[2], shape[3]}, x);
 }
+
+/// scaled_with_variance as a model that SharesInputAcrossConditions: it records the batch of the
+/// x it was given and evaluates it under each of the k conditions itself.
+template <class T>
+struct SharingModel {
+  int* calls;
+  std::int64_t* input_batch;
+  T operator()(const T&, Timestep, const T&) const {
+    throw std::logic_error("CFG must call under_conditions on a model that shares its input");
+  }
+  T under_conditions(const T& x, Timestep, const T& c) const {
+    ++*calls;
+    *input_batch = ops::batch_size(x);
+    const auto k = static_cast<std::size_t>(ops::batch_size(c) / ops::batch_size(x));
+    const std::vector<T> copies(k, x);
+    return scaled_with_variance(ops::concat_batch(std::span<const T>(copies)), c);
+  }
+};
 }  // namespace
 
-TEST_CASE_TEMPLATE("CFG policy: (1 − γ) ε_u + γ ε_c per input in one batched call; the variance is the conditional branch's",
+TEST_CASE_TEMPLATE("CFG policy: (1 − γ) ε_u + γ ε_c per input in one batched call (x once to a model sharing it); the variance is the conditional branch's",
                    T, SCOREFLOW_BACKENDS) {
   const double gamma = 3.5;
   const std::vector<T> xs = {make<T>({1, 2, -3, 4}, {1, 1, 2, 2}), make<T>({0.5, -1, 2, 0.25}, {1, 1, 2, 2})};
@@ -93,6 +112,18 @@ TEST_CASE_TEMPLATE("CFG policy: (1 − γ) ε_u + γ ε_c per input in one batch
     calls = 0;
     const auto b = ClassifierFree<Opaque<T>>{gamma, {uncond}}(one_by_one, inputs, Timestep{10}, opaque, site, true);
     CHECK(calls == static_cast<int>(2 * n));
+    std::int64_t input_batch = 0;
+    auto sharing = denoiser(SharingModel<T>{&calls, &input_batch}, Parameterization::noise, VarianceOutput::learned_range);
+    calls = 0;
+    const auto s = ClassifierFree<T>{gamma, uncond}(sharing, inputs, Timestep{10}, some_conds, site, true);
+    CHECK(calls == 1);
+    CHECK(input_batch == static_cast<std::int64_t>(n));  // x passed once, not [x, x]
+    REQUIRE(s.size() == n);
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(ops::to_vector(s[i].value) == ops::to_vector(a[i].value));
+      REQUIRE(s[i].variance.has_value());
+      CHECK(ops::to_vector(*s[i].variance) == ops::to_vector(*a[i].variance));
+    }
     REQUIRE(a.size() == n);
     REQUIRE(b.size() == n);
     for (std::size_t i = 0; i < n; ++i) {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "model_helpers.hpp"
+#include "scoreflow/core.hpp"
 #include "scoreflow/torch/adapters.hpp"
 #include "scoreflow/torch/cpu_threads.hpp"
 #include "scoreflow/torch/inference.hpp"
@@ -124,4 +125,84 @@ TEST_CASE("set_cpu_threads: LibTorch's pool gets n threads, OpenBLAS (when loade
   }
   CHECK_THROWS_AS(sm::set_cpu_threads(0), scoreflow::invalid_option);
   at::set_num_threads(before);
+}
+
+TEST_CASE_FIXTURE(sftest::SingleThread, "forward_under_conditions: each image under k conditions equals forward on [x, …, x]") {
+  torch::manual_seed(6);
+  sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
+  const std::int64_t n = 5;
+  const auto x = torch::randn({n, 1, 28, 28});
+  perturb_batchnorm_affine(net);
+  sftest::calibrate_batchnorm(net, x, torch::rand({n, 1}), sm::one_hot(torch::arange(n, torch::kLong)));
+  torch::NoGradGuard g;
+  for (const bool folded : {false, true}) {
+    CAPTURE(folded);
+    if (folded) sm::fold_batchnorm(net);
+    for (const std::int64_t k : {1, 2, 3}) {
+      CAPTURE(k);
+      const auto c = sm::one_hot(torch::randint(0, 10, {k * n}, torch::kLong));
+      c[0].zero_();  // the "no class" row of CFG too
+      const auto t = torch::rand({k * n, 1});
+      const auto repeated = x.repeat({k, 1, 1, 1});
+      const auto want = net->forward(repeated, t, c);
+      const auto got = net->forward_under_conditions(x, t, c);
+      CHECK(got.sizes() == want.sizes());
+      CHECK(max_abs_diff(got, want) < 1e-5);
+      // t of batch 1 broadcasts over the k·N rows
+      const auto t1 = torch::full({1, 1}, 0.25);
+      CHECK(max_abs_diff(net->forward_under_conditions(x, t1, c), net->forward(repeated, t1, c)) < 1e-5);
+    }
+  }
+  const auto t = torch::rand({1, 1});
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, t, sm::one_hot(torch::zeros({7}, torch::kLong))),
+                       doctest::Contains("c must be k·N×10 with N = 5"), scoreflow::shape_error);
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, t, torch::zeros({10})), doctest::Contains("c must be k·N×10"),
+                       scoreflow::shape_error);
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, torch::rand({3, 1}), sm::one_hot(torch::zeros({10}, torch::kLong))),
+                       doctest::Contains("t must be N×1 with N = 10"), scoreflow::shape_error);
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(torch::zeros({0, 1, 28, 28}), t, torch::zeros({2, 10})),
+                       doctest::Contains("with N = 0"), scoreflow::shape_error);
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(torch::zeros({2, 1, 20, 20}), t, torch::zeros({4, 10})),
+                       doctest::Contains("expected input N×1×28×28"), scoreflow::shape_error);
+}
+
+TEST_CASE_FIXTURE(sftest::SingleThread, "under_conditions through the adapters and micro_batched; CFG sampling unchanged") {
+  torch::manual_seed(7);
+  sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
+  const std::int64_t n = 7;
+  const auto x = torch::randn({n, 1, 28, 28});
+  sftest::calibrate_batchnorm(net, x, torch::rand({n, 1}), sm::one_hot(torch::arange(n, torch::kLong)));
+  sm::fold_batchnorm(net);
+  const auto c = torch::cat({sm::null_condition(n), sm::one_hot(torch::arange(n, torch::kLong))});
+  const auto repeated = x.repeat({2, 1, 1, 1});
+  auto flow = sm::flow_velocity(net);
+  static_assert(scoreflow::SharesInputAcrossConditions<decltype(flow.fn), torch::Tensor, scoreflow::FlowTime, torch::Tensor>);
+  const auto want = flow.fn(repeated, scoreflow::FlowTime{0.4}, c);
+  CHECK(max_abs_diff(flow.fn.under_conditions(x, scoreflow::FlowTime{0.4}, c), want) < 1e-5);
+  auto chunked = sm::micro_batched(sm::flow_velocity(net), 3);  // inputs 3 + 3 + 1, each with 2 conditions
+  static_assert(scoreflow::SharesInputAcrossConditions<decltype(chunked.fn), torch::Tensor, scoreflow::FlowTime, torch::Tensor>);
+  const auto chunked_answer = chunked.fn.under_conditions(x, scoreflow::FlowTime{0.4}, c);
+  CHECK(chunked_answer.sizes() == want.sizes());
+  CHECK(max_abs_diff(chunked_answer, want) < 1e-5);
+  auto ddpm = sm::ddpm_noise_predictor(net, 1000);
+  CHECK(max_abs_diff(ddpm.fn.under_conditions(x, scoreflow::Timestep{250}, c), ddpm.fn(repeated, scoreflow::Timestep{250}, c)) <
+        1e-5);
+  // the time-only UNet has no classes to share an input across
+  static_assert(!scoreflow::SharesInputAcrossConditions<decltype(sm::flow_velocity(sm::TimeConditionalUNet(nullptr)).fn),
+                                                        torch::Tensor, scoreflow::FlowTime, torch::Tensor>);
+
+  // A CFG sampler on the sharing adapter equals one on a plain wrapper that gets [x, x].
+  using namespace scoreflow;
+  auto plain = denoiser([&](const torch::Tensor& xs, FlowTime t, const torch::Tensor& cs) { return flow.fn(xs, t, cs); },
+                        Parameterization::velocity);
+  const auto labels = sm::one_hot(torch::arange(n, torch::kLong));
+  auto sample = [&](auto& model) {
+    Generator gen(11);
+    Sampler s{FlowSchedule<Heun>{FlowGrid::uniform(4)}, ClassifierFree<torch::Tensor>{5.0, sm::null_condition(n)},
+              SinglePrompt<torch::Tensor>{labels}};
+    return s.sample(model, PureNoise<torch::Tensor>{torch::zeros({n, 1, 28, 28})}, gen);
+  };
+  const auto shared = sample(chunked), copied = sample(plain);
+  CHECK(max_abs_diff(shared, copied) < 1e-4);
+  CHECK(shared.abs().max().item<double>() > 0.1);
 }

@@ -52,6 +52,14 @@ concept ClassTimeNet = requires(Net& net, const torch::Tensor& x) {
   { net->is_training() } -> std::convertible_to<bool>;
 };
 
+/// ... a class-conditioned net that evaluates each image under several conditions in one call
+/// (ClassConditionalUNet::forward_under_conditions); its adapters then offer under_conditions
+/// (scoreflow::SharesInputAcrossConditions), which classifier-free guidance uses.
+template <class Net>
+concept SharedInputNet = ClassTimeNet<Net> && requires(Net& net, const torch::Tensor& x) {
+  { net->forward_under_conditions(x, x, x) } -> std::convertible_to<torch::Tensor>;
+};
+
 /// One-hot float32 rows for integer labels in [0, num_classes): N → N×num_classes, on the
 /// labels' device. A function object, so that an unqualified `one_hot(t)` under
 /// `using namespace scoreflow::models` does not collide with at::one_hot found by ADL.
@@ -159,6 +167,13 @@ struct FlowVelocityFn {
       return net->forward(xm, torch::full({xm.size(0), 1}, t.value, o), c.to(o));
     });
   }
+  /// x (N images) under each of the k·N conditions c: k·N velocities (see SharedInputNet).
+  torch::Tensor under_conditions(const torch::Tensor& x, FlowTime t, const torch::Tensor& c) requires SharedInputNet<Net> {
+    detail::require_images("flow_velocity", x);
+    return detail::run(net, x, [&](const torch::Tensor& xm, const torch::TensorOptions& o) {
+      return net->forward_under_conditions(xm, torch::full({1, 1}, t.value, o), c.to(o));
+    });
+  }
 };
 
 /// ε̂(x_t, t) of a UNet trained with the DDPM objective (training/objectives.hpp): the integer
@@ -188,6 +203,14 @@ struct NoisePredictorFn {
     const double s = scaled(t);
     return detail::run(net, x, [&](const torch::Tensor& xm, const torch::TensorOptions& o) {
       return net->forward(xm, torch::full({xm.size(0), 1}, s, o), c.to(o));
+    });
+  }
+  /// x (N images) under each of the k·N conditions c: k·N predictions (see SharedInputNet).
+  torch::Tensor under_conditions(const torch::Tensor& x, Timestep t, const torch::Tensor& c) requires SharedInputNet<Net> {
+    detail::require_images("ddpm_noise_predictor", x);
+    const double s = scaled(t);
+    return detail::run(net, x, [&](const torch::Tensor& xm, const torch::TensorOptions& o) {
+      return net->forward_under_conditions(xm, torch::full({1, 1}, s, o), c.to(o));
     });
   }
 

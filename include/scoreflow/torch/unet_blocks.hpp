@@ -9,6 +9,11 @@
 //   Flatten(k)      AvgPool2d(k) → GELU                                       (k×k → 1×1)
 //   Unflatten(c, k) ConvTranspose2d k×k, stride k, pad 0 → BatchNorm2d → GELU (1×1 → k×k)
 //   concat(a, b)    channel concatenation
+//
+// Conv, UpConv, ConvBlock and UpBlock also have forward_joined(a, shared): the forward of
+// concat(a, shared) where a holds k copies' worth of batch (k·N) and shared is the same N maps
+// for every copy, whose part of the first layer is computed once (the UNet's skip connections
+// when one image is evaluated under k conditions).
 //   ConvBlock(i, o) = Conv(i, o) → Conv(o, o)
 //   DownBlock(i, o) = DownConv(i, o) → ConvBlock(o, o)
 //   UpBlock(i, o)   = UpConv(i, o) → ConvBlock(o, o)
@@ -63,6 +68,24 @@ inline void fold_batchnorm_into(torch::Tensor& weight, torch::Tensor& bias, torc
   bn.running_var.fill_(1.0 - eps);
 }
 
+/// Checks the inputs of a forward_joined: a is k·N×Ca×H×W, shared is N×Cs×H×W, Ca + Cs = channels.
+inline void require_joined(const char* block, const torch::Tensor& a, const torch::Tensor& shared,
+                           std::int64_t channels) {
+  if (a.dim() != 4 || shared.dim() != 4 || a.size(1) + shared.size(1) != channels || shared.size(0) == 0 ||
+      a.size(0) % shared.size(0) != 0 || a.size(2) != shared.size(2) || a.size(3) != shared.size(3))
+    throw shape_error(scoreflow::detail::concat(block, ": cannot join ", a.sizes(), " with ", shared.sizes(),
+                                                " (expected k·N×Ca×H×W and N×Cs×H×W with Ca + Cs = ", channels,
+                                                ")"));
+}
+
+/// per_copy (k·N×C×H×W) + shared (N×C×H×W) added to each of the k copies, in place.
+inline torch::Tensor add_to_each_copy(torch::Tensor per_copy, const torch::Tensor& shared) {
+  const auto n = shared.size(0);
+  per_copy.view({per_copy.size(0) / n, n, per_copy.size(1), per_copy.size(2), per_copy.size(3)})
+      .add_(shared.unsqueeze(0));
+  return per_copy;
+}
+
 inline void require_image(const char* block, const torch::Tensor& x, std::int64_t channels) {
   if (x.dim() != 4 || x.size(1) != channels)
     throw shape_error(scoreflow::detail::concat(block, ": expected input N×", channels, "×H×W, got ", x.sizes()));
@@ -84,6 +107,18 @@ class ConvImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     detail::require_image("Conv", x, options_.in_channels);
     return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
+  }
+  /// forward(concat(a, [shared, …, shared])) for a k·N×Ca×H×W and shared N×Cs×H×W, with the
+  /// shared part convolved once: the convolution is linear in its input channels, so
+  /// W ∗ [a; s] + b = (W_a ∗ a + b) + W_s ∗ s. Equal to the concatenated call up to float rounding.
+  torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
+    detail::require_joined("Conv", a, shared, options_.in_channels);
+    if (a.size(0) == shared.size(0)) return forward(torch::cat({a, shared}, 1));
+    const auto& w = conv->weight;
+    const auto ca = a.size(1);
+    auto pre = detail::add_to_each_copy(torch::conv2d(a, w.narrow(1, 0, ca), conv->bias, {1, 1}, {1, 1}),
+                                        torch::conv2d(shared, w.narrow(1, ca, w.size(1) - ca), {}, {1, 1}, {1, 1}));
+    return torch::gelu(folded_ ? pre : bn(pre));
   }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
   /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
@@ -153,6 +188,18 @@ class UpConvImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     detail::require_image("UpConv", x, options_.in_channels);
     return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
+  }
+  /// forward(concat(a, [shared, …, shared])) with the shared part transposed-convolved once
+  /// (as ConvImpl::forward_joined; the input channels are the weight's first axis here).
+  torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
+    detail::require_joined("UpConv", a, shared, options_.in_channels);
+    if (a.size(0) == shared.size(0)) return forward(torch::cat({a, shared}, 1));
+    const auto& w = conv->weight;
+    const auto ca = a.size(1);
+    auto pre = detail::add_to_each_copy(
+        torch::conv_transpose2d(a, w.narrow(0, 0, ca), conv->bias, {2, 2}, {1, 1}),
+        torch::conv_transpose2d(shared, w.narrow(0, ca, w.size(0) - ca), {}, {2, 2}, {1, 1}));
+    return torch::gelu(folded_ ? pre : bn(pre));
   }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
   /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
@@ -244,6 +291,10 @@ class ConvBlockImpl : public torch::nn::Module {
   ConvBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : ConvBlockImpl(BlockOptions{in_channels, out_channels}) {}
   torch::Tensor forward(const torch::Tensor& x) { return conv2(conv1(x)); }
+  /// forward(concat(a, [shared, …, shared])), see ConvImpl::forward_joined.
+  torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
+    return conv2(conv1->forward_joined(a, shared));
+  }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
 
   Conv conv1{nullptr}, conv2{nullptr};
@@ -283,6 +334,10 @@ class UpBlockImpl : public torch::nn::Module {
   UpBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : UpBlockImpl(BlockOptions{in_channels, out_channels}) {}
   torch::Tensor forward(const torch::Tensor& x) { return block(up(x)); }
+  /// forward(concat(a, [shared, …, shared])), see UpConvImpl::forward_joined.
+  torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
+    return block(up->forward_joined(a, shared));
+  }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
 
   UpConv up{nullptr};
