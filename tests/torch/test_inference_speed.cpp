@@ -164,6 +164,11 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "forward_under_conditions: each image un
                        doctest::Contains("with N = 0"), scoreflow::shape_error);
   CHECK_THROWS_WITH_AS(net->forward_under_conditions(torch::zeros({2, 1, 20, 20}), t, torch::zeros({4, 10})),
                        doctest::Contains("expected input N×1×28×28"), scoreflow::shape_error);
+  sm::detail::Modulation three_rows;
+  three_rows.scale0 = torch::ones({3, 16, 1, 1});
+  CHECK_THROWS_WITH_AS(net->backbone->forward(x, three_rows, 2), doctest::Contains("a modulation of 3 rows for 5 images × 2 copies"),
+                       scoreflow::shape_error);
+  CHECK_THROWS_WITH_AS(net->backbone->forward(x, {}, 0), doctest::Contains("copies = 0"), scoreflow::invalid_option);
 }
 
 TEST_CASE_FIXTURE(sftest::SingleThread, "under_conditions through the adapters and micro_batched; CFG sampling unchanged") {

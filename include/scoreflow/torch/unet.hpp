@@ -113,6 +113,10 @@ class UNetBackboneImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const detail::Modulation& m = {}, std::int64_t copies = 1) {
     detail::require_input(options_, x);
     scoreflow::detail::require(copies >= 1, "UNet: copies", copies, "must be positive");
+    for (const auto* v : {&m.scale0, &m.shift0, &m.scale1, &m.shift1})
+      if (v->defined() && v->size(0) != copies * x.size(0))
+        throw shape_error(scoreflow::detail::concat("UNet: a modulation of ", v->size(0), " rows for ", x.size(0),
+                                                    " images × ", copies, " copies"));
     auto e1 = in_block(x);
     auto e2 = down1(e1);
     auto e3 = down2(e2);
