@@ -13,6 +13,8 @@
 //                                            D = 64 has 1,996,417 parameters
 //   ClassConditionalUNet  forward(x, t, c)   seed §2.4; u0 ← fc1_c(c)·u0 + fc1_t(t),
 //                                            u1 ← fc2_c(c)·u1 + fc2_t(t); D = 64 has 2,019,201
+//                         forward_under_conditions(x, t, c): each image under k conditions (c: k·N
+//                                            rows), the encoder once per image (CFG's fast path)
 //
 // t is N×1 (or N) in [0, 1]; c is N×num_classes (one-hot; all zeros = unconditional). A t or c
 // with batch 1 is broadcast over the batch. image_size must be divisible by 4: the bottleneck

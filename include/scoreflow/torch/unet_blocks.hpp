@@ -9,15 +9,15 @@
 //   Flatten(k)      AvgPool2d(k) → GELU                                       (k×k → 1×1)
 //   Unflatten(c, k) ConvTranspose2d k×k, stride k, pad 0 → BatchNorm2d → GELU (1×1 → k×k)
 //   concat(a, b)    channel concatenation
+//   ConvBlock(i, o) = Conv(i, o) → Conv(o, o)
+//   DownBlock(i, o) = DownConv(i, o) → ConvBlock(o, o)
+//   UpBlock(i, o)   = UpConv(i, o) → ConvBlock(o, o)
+//   FCBlock(i, o)   = Linear(i, o) → GELU → Linear(o, o)
 //
 // Conv, UpConv, ConvBlock and UpBlock also have forward_joined(a, shared): the forward of
 // concat(a, shared) where a holds k copies' worth of batch (k·N) and shared is the same N maps
 // for every copy, whose part of the first layer is computed once (the UNet's skip connections
 // when one image is evaluated under k conditions).
-//   ConvBlock(i, o) = Conv(i, o) → Conv(o, o)
-//   DownBlock(i, o) = DownConv(i, o) → ConvBlock(o, o)
-//   UpBlock(i, o)   = UpConv(i, o) → ConvBlock(o, o)
-//   FCBlock(i, o)   = Linear(i, o) → GELU → Linear(o, o)
 //
 // Options are validated in the constructors (scoreflow::invalid_option names the parameter).
 #include <cstdint>
