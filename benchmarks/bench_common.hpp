@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-#include "scoreflow/torch/cpu_threads.hpp"
+#include "scoreflow/torch/models/cpu_threads.hpp"
 
 namespace bench {
 

@@ -33,9 +33,9 @@
 
 #include "bench_common.hpp"
 #include "scoreflow/core.hpp"
-#include "scoreflow/torch/adapters.hpp"
-#include "scoreflow/torch/inference.hpp"
-#include "scoreflow/torch/unet.hpp"
+#include "scoreflow/torch/models/adapters.hpp"
+#include "scoreflow/torch/models/inference.hpp"
+#include "scoreflow/torch/models/unet.hpp"
 
 using namespace scoreflow;
 namespace sm = scoreflow::models;

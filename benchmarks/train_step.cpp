@@ -18,9 +18,9 @@
 #include <string>
 
 #include "bench_common.hpp"
-#include "scoreflow/torch/inference.hpp"
-#include "scoreflow/torch/train_loop.hpp"
-#include "scoreflow/torch/unet.hpp"
+#include "scoreflow/torch/models/inference.hpp"
+#include "scoreflow/torch/training/train_loop.hpp"
+#include "scoreflow/torch/models/unet.hpp"
 
 namespace sm = scoreflow::models;
 namespace tr = scoreflow::training;

@@ -12,7 +12,7 @@
 #include "common/context.hpp"
 #include "common/part_a.hpp"
 #include "common/part_b.hpp"
-#include "scoreflow/torch/cpu_threads.hpp"
+#include "scoreflow/torch/models/cpu_threads.hpp"
 
 namespace {
 examples::PartBConfig tiny_part_b() {

@@ -11,7 +11,7 @@
 #include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_a.hpp"
-#include "scoreflow/torch/cpu_threads.hpp"
+#include "scoreflow/torch/models/cpu_threads.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow: the seed's Part A (sampling loops, SDEdit, inpainting, anagrams, hybrids) on an MNIST DDPM"};

@@ -8,7 +8,7 @@
 #include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/part_b.hpp"
-#include "scoreflow/torch/cpu_threads.hpp"
+#include "scoreflow/torch/models/cpu_threads.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow: the seed's Part B (UNet denoiser, flow matching) in C++"};

@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "common/cli.hpp"
-#include "scoreflow/torch/dataset.hpp"
-#include "scoreflow/torch/idx.hpp"
-#include "scoreflow/torch/image_io.hpp"
+#include "scoreflow/torch/data/dataset.hpp"
+#include "scoreflow/torch/data/idx.hpp"
+#include "scoreflow/torch/io/image_io.hpp"
 
 namespace fs = std::filesystem;
 using scoreflow::io_error;

@@ -24,7 +24,7 @@ Array mixture_noise(const Array& x, Timestep t, const Array& cls, const NoiseSch
       for (int j = 0; j < 2; ++j) {
         const double r = x(n, j) - std::sqrt(a) * kMeans[k][j];
         d2 += r * r;
-        x0[k][j] = kMeans[k][j] + std::sqrt(a) * kSpread * kSpread / var * r;  // DESIGN.md oracle
+        x0[k][j] = kMeans[k][j] + std::sqrt(a) * kSpread * kSpread / var * r;  // E[x₀ | x_t] of a Gaussian component
       }
       const bool allowed = cls(n) < 0 || static_cast<int>(cls(n)) == k;
       total += w[k] = allowed ? std::exp(-d2 / (2 * var)) + 1e-300 : 0.0;

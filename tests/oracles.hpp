@@ -1,5 +1,5 @@
 #pragma once
-// Closed-form denoisers (DESIGN.md, "Exact references for tests"): their optimum is known, so a
+// Closed-form denoisers (README, Design, "Closed-form references"): their optimum is known, so a
 // sampler driven by them must reproduce the data distribution.
 #include <cmath>
 #include <vector>

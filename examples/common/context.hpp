@@ -4,8 +4,8 @@
 #include <filesystem>
 
 #include "common/report.hpp"
-#include "scoreflow/torch/dataset.hpp"
-#include "scoreflow/torch/evaluator.hpp"
+#include "scoreflow/torch/data/dataset.hpp"
+#include "scoreflow/torch/eval/evaluator.hpp"
 
 namespace examples {
 

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "scoreflow/torch/atomic_file.hpp"
+#include "scoreflow/torch/io/atomic_file.hpp"
 
 namespace examples {
 

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "scoreflow/errors.hpp"
-#include "scoreflow/prediction.hpp"
-#include "scoreflow/tensor.hpp"
-#include "scoreflow/time_grid.hpp"
+#include "scoreflow/process/prediction.hpp"
+#include "scoreflow/tensor/tensor.hpp"
+#include "scoreflow/process/time_grid.hpp"
 
 namespace scoreflow {
 

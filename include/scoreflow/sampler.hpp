@@ -11,14 +11,15 @@
 #include <type_traits>
 #include <vector>
 
-#include "scoreflow/combiners.hpp"
-#include "scoreflow/constraints.hpp"
+#include "scoreflow/policy/combiners.hpp"
+#include "scoreflow/policy/concepts.hpp"
+#include "scoreflow/policy/constraints.hpp"
 #include "scoreflow/denoiser.hpp"
 #include "scoreflow/errors.hpp"
-#include "scoreflow/guidance.hpp"
-#include "scoreflow/random.hpp"
-#include "scoreflow/schedule.hpp"
-#include "scoreflow/starts.hpp"
+#include "scoreflow/policy/guidance.hpp"
+#include "scoreflow/tensor/random.hpp"
+#include "scoreflow/policy/schedule.hpp"
+#include "scoreflow/policy/starts.hpp"
 
 namespace scoreflow {
 
@@ -42,34 +43,6 @@ struct NoCallback {
   void operator()(const Info&) const {}
 };
 
-/// What each policy must provide, checked where `sample` is called so a misuse names the piece.
-template <class S, class T>
-concept StartFor = requires(const S& s) {
-  typename S::tensor_type;
-  requires std::same_as<typename S::tensor_type, T>;
-  { s.index() } -> std::convertible_to<std::size_t>;
-};
-
-template <class K, class T>
-concept CombinerFor = requires(const K& k, const T& x, std::vector<Prediction<T>> answers) {
-  k.inputs(x);  // std::vector<T>, or a std::span<const T> viewing x
-  requires std::convertible_to<const decltype(k.inputs(x))&, std::span<const T>>;
-  k.conditions();
-  { k.combine(std::move(answers)) } -> std::same_as<Prediction<T>>;
-};
-
-template <class G, class M, class T, class Time, class C>
-concept GuidanceFor = requires(const G& g, M& m, std::span<const T> xs, Time time, const std::vector<C>& conds,
-                               const CallSite& site) {
-  { g(m, xs, time, conds, site, true) } -> std::same_as<std::vector<Prediction<T>>>;
-};
-
-template <class K, class T>
-concept ConstraintFor = requires(const K& k, const T& x, std::size_t n) {
-  { k.path(n, n) } -> std::same_as<std::vector<std::size_t>>;
-  k.check(x);
-};
-
 struct SamplerOptions {
   bool check_finite = true;  ///< throw non_finite_error naming the step when NaN/inf appears
 };
@@ -84,24 +57,13 @@ struct Sampler {
   SamplerOptions options{};
 
   using time_type = typename Schedule::time_type;
-  using condition_type = std::remove_cvref_t<decltype(std::declval<const Combiner&>().conditions()[0])>;
+  using condition_type = combiner_condition_t<Combiner>;
 
   /// Runs the loop and returns the final x. Throws `cancelled` if the callback returns stop.
   template <class Model, class Start, class Callback = NoCallback>
   typename Start::tensor_type sample(Model& model, const Start& start, Generator& gen, Callback&& on_step = {}) const {
     using T = typename Start::tensor_type;
-    static_assert(Tensor<T>, "the start's tensor type has no scoreflow::tensor_traits specialisation");
-    static_assert(StartFor<Start, T>, "Start must provide tensor_type, index() and init(schedule, gen)");
-    static_assert(ScheduleFor<Schedule, T>, "Schedule does not provide the schedule interface for this tensor type");
-    static_assert(DenoiserFor<Model, T, time_type, condition_type>,
-                  "the model must be a scoreflow::Denoiser whose fn(x, time, condition) returns the tensor type; "
-                  "time is scoreflow::Timestep for diffusion schedules and scoreflow::FlowTime for flow schedules, "
-                  "condition is the combiner's condition type");
-    static_assert(CombinerFor<Combiner, T>, "Combiner must provide inputs(x), conditions() and combine(answers)");
-    static_assert(GuidanceFor<Guidance, Model, T, time_type, condition_type>,
-                  "Guidance must be callable as (model, inputs, time, conditions, call_site, check_finite) "
-                  "and return one Prediction per input; check that its condition type matches the combiner's");
-    static_assert(ConstraintFor<Constraint, T>, "Constraint must provide path(n, start), check(x) and apply(...)");
+    static_assert(detail::check_sampler_policies<Schedule, Guidance, Combiner, Constraint, Model, Start, T>());
     // The start, and policies that draw noise outside the steps (constraints, re-noising), get
     // streams of their own split off `gen`, so changing them never shifts the noise the steps see:
     // SDEdit from i equals the plain loop from forward(x, t_i), inpainting with m = 1 equals no

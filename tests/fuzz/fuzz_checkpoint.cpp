@@ -12,7 +12,7 @@
 #include <torch/optim/adam.h>
 
 #include "fuzz_common.hpp"
-#include "scoreflow/torch/checkpoint.hpp"
+#include "scoreflow/torch/training/checkpoint.hpp"
 
 namespace {
 namespace tr = scoreflow::training;

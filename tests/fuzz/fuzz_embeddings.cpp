@@ -1,7 +1,7 @@
 // libFuzzer target: PromptEmbeddings::load on arbitrary bytes. Expected outcome: embeddings or
 // scoreflow::io_error.
 #include "fuzz_common.hpp"
-#include "scoreflow/torch/prompt_embeddings.hpp"
+#include "scoreflow/torch/interop/prompt_embeddings.hpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (const char* dir = sffuzz::seed_dir()) {

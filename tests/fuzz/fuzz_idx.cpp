@@ -1,7 +1,7 @@
 // libFuzzer target: read_idx / read_idx_images / read_idx_labels on arbitrary bytes (raw or gzip,
 // chosen by the file's content). Expected outcome: a tensor or scoreflow::io_error.
 #include "fuzz_common.hpp"
-#include "scoreflow/torch/idx.hpp"
+#include "scoreflow/torch/data/idx.hpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (const char* dir = sffuzz::seed_dir()) {

@@ -1,7 +1,7 @@
 // libFuzzer target: load_image (stb_image behind our checks) on arbitrary bytes, as stored and
 // converted + resized. Expected outcome: an image in [0, 1] or scoreflow::io_error.
 #include "fuzz_common.hpp"
-#include "scoreflow/torch/image_io.hpp"
+#include "scoreflow/torch/io/image_io.hpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (const char* dir = sffuzz::seed_dir()) {

@@ -33,7 +33,7 @@
 #include <thread>
 #include <vector>
 
-#include "scoreflow/torch/loss_log.hpp"
+#include "scoreflow/torch/io/loss_log.hpp"
 
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;

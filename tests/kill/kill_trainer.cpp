@@ -14,9 +14,9 @@
 #include <filesystem>
 #include <string>
 
-#include "scoreflow/torch/loss_log.hpp"
-#include "scoreflow/torch/training.hpp"
-#include "scoreflow/torch/unet.hpp"
+#include "scoreflow/torch/io/loss_log.hpp"
+#include "scoreflow/torch.hpp"
+#include "scoreflow/torch/models/unet.hpp"
 
 namespace fs = std::filesystem;
 namespace tr = scoreflow::training;

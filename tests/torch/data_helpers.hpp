@@ -13,7 +13,7 @@
 
 #include <torch/types.h>
 
-#include "scoreflow/torch/io_error.hpp"
+#include "scoreflow/torch/io/io_error.hpp"
 
 
 namespace sftest {

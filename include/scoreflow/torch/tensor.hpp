@@ -14,7 +14,7 @@
 #include <torch/types.h>
 
 #include "scoreflow/errors.hpp"
-#include "scoreflow/tensor.hpp"
+#include "scoreflow/tensor/tensor.hpp"
 
 namespace scoreflow {
 

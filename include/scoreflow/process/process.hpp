@@ -1,0 +1,109 @@
+#pragma once
+// The forward processes and the conversions between prediction types.
+#include <cmath>
+
+#include "scoreflow/errors.hpp"
+#include "scoreflow/process/prediction.hpp"
+#include "scoreflow/tensor/tensor.hpp"
+
+namespace scoreflow {
+
+/// Diffusion (variance preserving): x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε.
+namespace diffusion {
+
+/// Seed §1.1: q(x_t | x₀) = N(√ᾱ_t x₀, (1 − ᾱ_t) I).
+template <Tensor T>
+T forward(const T& x0, double alpha_bar, const T& noise) {
+  return ops::axpby(std::sqrt(alpha_bar), x0, std::sqrt(1.0 - alpha_bar), noise);
+}
+
+/// Seed §1.3: x̂₀ = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t.
+template <Tensor T>
+T sample_from_noise(const T& x_t, const T& noise, double alpha_bar) {
+  const double r = 1.0 / std::sqrt(alpha_bar);
+  return ops::axpby(r, x_t, -std::sqrt(1.0 - alpha_bar) * r, noise);
+}
+
+/// ε̂ = (x_t − √ᾱ_t x̂₀) / √(1 − ᾱ_t).
+template <Tensor T>
+T noise_from_sample(const T& x_t, const T& x0, double alpha_bar) {
+  const double r = 1.0 / std::sqrt(1.0 - alpha_bar);
+  return ops::axpby(r, x_t, -std::sqrt(alpha_bar) * r, x0);
+}
+
+/// v-prediction (Salimans & Ho 2022, eq. 9 rearranged): x̂₀ = √ᾱ x_t − √(1−ᾱ) v.
+template <Tensor T>
+T sample_from_velocity(const T& x_t, const T& v, double alpha_bar) {
+  return ops::axpby(std::sqrt(alpha_bar), x_t, -std::sqrt(1.0 - alpha_bar), v);
+}
+
+/// ε̂ = √(1−ᾱ) x_t + √ᾱ v.
+template <Tensor T>
+T noise_from_velocity(const T& x_t, const T& v, double alpha_bar) {
+  return ops::axpby(std::sqrt(1.0 - alpha_bar), x_t, std::sqrt(alpha_bar), v);
+}
+
+/// v = √ᾱ ε − √(1−ᾱ) x₀.
+template <Tensor T>
+T velocity_from(const T& noise, const T& x0, double alpha_bar) {
+  return ops::axpby(std::sqrt(alpha_bar), noise, -std::sqrt(1.0 - alpha_bar), x0);
+}
+
+/// The clean-data estimate x̂₀ whatever the denoiser predicts.
+template <Tensor T>
+T to_sample(const Prediction<T>& p, const T& x_t, double alpha_bar) {
+  switch (p.kind) {
+    case Parameterization::noise: return sample_from_noise(x_t, p.value, alpha_bar);
+    case Parameterization::sample: return p.value;
+    case Parameterization::velocity: return sample_from_velocity(x_t, p.value, alpha_bar);
+  }
+  throw invalid_option("prediction kind: unknown");
+}
+
+/// The noise estimate ε̂ whatever the denoiser predicts.
+template <Tensor T>
+T to_noise(const Prediction<T>& p, const T& x_t, double alpha_bar) {
+  switch (p.kind) {
+    case Parameterization::noise: return p.value;
+    case Parameterization::sample: return noise_from_sample(x_t, p.value, alpha_bar);
+    case Parameterization::velocity: return noise_from_velocity(x_t, p.value, alpha_bar);
+  }
+  throw invalid_option("prediction kind: unknown");
+}
+}  // namespace diffusion
+
+/// Flow matching, the seed's convention (Part B §2): x_t = (1 − t) x₀ + t x₁, x₀ ~ N(0, I) noise,
+/// x₁ data, velocity u = x₁ − x₀.
+namespace flow {
+
+template <Tensor T>
+T forward(const T& data, double t, const T& noise) {
+  return ops::axpby(1.0 - t, noise, t, data);
+}
+
+/// Velocity from any prediction kind: from x̂₁, u = (x̂₁ − x)/(1 − t); from the noise x̂₀,
+/// u = (x − x̂₀)/t. Both divide by zero at their endpoint; a velocity denoiser never does.
+template <Tensor T>
+T to_velocity(const Prediction<T>& p, const T& x_t, double t) {
+  switch (p.kind) {
+    case Parameterization::velocity: return p.value;
+    case Parameterization::sample: return ops::scale(1.0 / (1.0 - t), ops::sub(p.value, x_t));
+    case Parameterization::noise: return ops::scale(1.0 / t, ops::sub(x_t, p.value));
+  }
+  throw invalid_option("prediction kind: unknown");
+}
+
+/// x̂₁ = x_t + (1 − t) u.
+template <Tensor T>
+T data_from_velocity(const T& x_t, const T& u, double t) {
+  return ops::axpby(1.0, x_t, 1.0 - t, u);
+}
+
+/// x̂₀ (noise) = x_t − t u.
+template <Tensor T>
+T noise_from_velocity(const T& x_t, const T& u, double t) {
+  return ops::axpby(1.0, x_t, -t, u);
+}
+}  // namespace flow
+
+}  // namespace scoreflow

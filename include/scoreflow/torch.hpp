@@ -1,0 +1,31 @@
+#pragma once
+// scoreflow::torch umbrella header: the core (core.hpp) plus the LibTorch layer —
+//   torch/tensor.hpp      torch::Tensor as a scoreflow tensor
+//   torch/models/         the seed's UNets, their sampler adapters, inference preparation
+//   torch/training/       objectives, the trainer, checkpoints
+//   torch/data/           IDX files and labelled data sets
+//   torch/io/             images, loss logs, plots, atomic files, archive checks
+//   torch/eval/           the sample-quality evaluator
+//   torch/interop/        TorchScript denoisers and prompt embeddings (DeepFloyd IF)
+#include "scoreflow/core.hpp"
+#include "scoreflow/torch/tensor.hpp"
+#include "scoreflow/torch/torch_message.hpp"
+#include "scoreflow/torch/data/dataset.hpp"
+#include "scoreflow/torch/data/idx.hpp"
+#include "scoreflow/torch/eval/evaluator.hpp"
+#include "scoreflow/torch/interop/prompt_embeddings.hpp"
+#include "scoreflow/torch/interop/torchscript_denoiser.hpp"
+#include "scoreflow/torch/io/archive_integrity.hpp"
+#include "scoreflow/torch/io/atomic_file.hpp"
+#include "scoreflow/torch/io/image_io.hpp"
+#include "scoreflow/torch/io/io_error.hpp"
+#include "scoreflow/torch/io/loss_log.hpp"
+#include "scoreflow/torch/io/plot.hpp"
+#include "scoreflow/torch/models/adapters.hpp"
+#include "scoreflow/torch/models/cpu_threads.hpp"
+#include "scoreflow/torch/models/inference.hpp"
+#include "scoreflow/torch/models/unet.hpp"
+#include "scoreflow/torch/models/unet_blocks.hpp"
+#include "scoreflow/torch/training/checkpoint.hpp"
+#include "scoreflow/torch/training/objectives.hpp"
+#include "scoreflow/torch/training/train_loop.hpp"

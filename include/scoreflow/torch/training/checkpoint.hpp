@@ -1,0 +1,297 @@
+#pragma once
+// Checkpoints and weight files (torch::serialize archives).
+//
+//   checkpoint: model parameters and buffers, optimizer state (Adam moments and step counts,
+//               param-group options), training position (step, epoch, batch within the epoch,
+//               running epoch loss), the seed and the trainer's RNG state — everything needed to
+//               continue a run exactly (bit for bit on the CPU).
+//   weights:    model parameters and buffers only, for sampling programs.
+//
+// Writes are atomic: the archive goes to `<file>.tmp`, which is then renamed over `<file>`, so a
+// crash mid-write never leaves a half-written checkpoint. Loading checks the file's layout
+// against the model before touching it: a parameter of another shape, a missing or an extra
+// entry fails with checkpoint_error naming the entry; an unreadable, truncated or foreign file
+// fails with checkpoint_error naming the file. `load_weights` also accepts a checkpoint.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/types.h>
+
+#include "scoreflow/errors.hpp"
+#include "scoreflow/torch/io/archive_integrity.hpp"
+#include "scoreflow/torch/io/atomic_file.hpp"
+#include "scoreflow/torch/training/objectives.hpp"
+#include "scoreflow/torch/torch_message.hpp"
+
+namespace scoreflow::training {
+
+/// A checkpoint or weight file that cannot be read, or does not fit the model/run.
+struct checkpoint_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Where a training run stands (saved in checkpoints).
+struct TrainingState {
+  std::int64_t step = 0;              ///< optimizer steps done
+  std::int64_t epoch = 0;             ///< epochs completed
+  std::int64_t batch_in_epoch = 0;    ///< batches of the current epoch done
+  double epoch_loss_sum = 0.0;        ///< Σ loss over those batches
+  std::uint64_t seed = 0;             ///< the run's seed (noise stream and data order)
+};
+
+namespace detail {
+inline constexpr std::int64_t kFormatVersion = 1;
+inline constexpr std::int64_t kKindWeights = 1;
+inline constexpr std::int64_t kKindCheckpoint = 2;
+inline constexpr const char* kFormatKey = "scoreflow_format";
+
+inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+inline torch::Tensor scalar(std::int64_t v) { return torch::tensor({v}, torch::TensorOptions().dtype(torch::kLong)); }
+inline torch::Tensor scalar(double v) { return torch::tensor({v}, torch::TensorOptions().dtype(torch::kFloat64)); }
+
+/// Serializes `archive` in memory, then writes it through `<file>.tmp` renamed over `file`
+/// (atomic_file.hpp). Not archive.save_to(path): LibTorch's zip writer finishes the file in its
+/// destructor, and a write error there (a full disk) throws from a destructor and aborts the
+/// program; in memory nothing can fail, and our writer reports the full disk as an exception.
+inline void atomic_save(torch::serialize::OutputArchive& archive, const std::filesystem::path& file) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (file.has_parent_path()) fs::create_directories(file.parent_path(), ec);
+  if (ec)
+    throw checkpoint_error(scoreflow::detail::concat("cannot create the directory of ", quoted(file), ": ",
+                                                     ec.message()));
+  std::vector<unsigned char> bytes;
+  archive.save_to([&](const void* data, std::size_t size) -> std::size_t {
+    const auto* p = static_cast<const unsigned char*>(data);
+    bytes.insert(bytes.end(), p, p + size);
+    return size;
+  });
+  try {
+    write_file_atomically(file, bytes);
+  } catch (const io_error& e) {
+    throw checkpoint_error(e.what());
+  }
+}
+
+/// Reads a scoreflow archive of the given kind (weights accept both kinds).
+inline torch::serialize::InputArchive open_archive(const std::filesystem::path& file, std::int64_t kind,
+                                                   std::optional<torch::Device> device) {
+  if (!std::filesystem::exists(file))
+    throw checkpoint_error(scoreflow::detail::concat("checkpoint file ", quoted(file), " does not exist"));
+  if (const auto problem = scoreflow::detail::zip_archive_problem(file))
+    throw checkpoint_error(scoreflow::detail::concat(
+        quoted(file), " ", *problem, " — not an intact torch archive (truncated, corrupt or foreign file?)"));
+  torch::serialize::InputArchive archive;
+  try {
+    if (device)
+      archive.load_from(file.string(), *device);
+    else
+      archive.load_from(file.string());
+  } catch (const std::exception& e) {
+    throw checkpoint_error(scoreflow::detail::concat("cannot read ", quoted(file),
+                                                     ": not a complete torch archive (truncated or foreign file?): ",
+                                                     scoreflow::detail::torch_message(e)));
+  }
+  torch::Tensor format;
+  if (!archive.try_read(kFormatKey, format) || format.numel() != 2 || format.scalar_type() != torch::kLong)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " is not a scoreflow checkpoint or weight file"));
+  const auto f = format.to(torch::kCPU);
+  const auto version = f[0].item<std::int64_t>(), found = f[1].item<std::int64_t>();
+  if (version != kFormatVersion)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has format version ", version, "; expected ",
+                                                     kFormatVersion));
+  if (kind == kKindCheckpoint && found != kKindCheckpoint)
+    throw checkpoint_error(
+        scoreflow::detail::concat(quoted(file), " holds model weights only, not a training checkpoint"));
+  return archive;
+}
+
+inline torch::Tensor format_tag(std::int64_t kind) {
+  return torch::tensor({kFormatVersion, kind}, torch::TensorOptions().dtype(torch::kLong));
+}
+
+inline std::string shape_string(c10::IntArrayRef s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+using TensorPairs = std::vector<std::pair<torch::Tensor, torch::Tensor>>;
+
+/// Matches the archive against `module` (recursively), collecting (destination, source) pairs;
+/// throws on the first entry that is missing, extra or of another shape.
+inline void match_module(torch::serialize::InputArchive& archive, torch::nn::Module& module, const std::string& prefix,
+                         const std::filesystem::path& file,
+                         TensorPairs& pairs) {
+  std::set<std::string> known;
+  auto tensor_entry = [&](const std::string& key, const torch::Tensor& dst, const char* what) {
+    known.insert(key);
+    torch::Tensor src;
+    if (!archive.try_read(key, src))
+      throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the model's ", what, " '", prefix, key,
+                                                       "' (different model configuration?)"));
+    if (!src.sizes().equals(dst.sizes()))
+      throw checkpoint_error(scoreflow::detail::concat(what, " '", prefix, key, "' has shape ",
+                                                       shape_string(src.sizes()), " in ", quoted(file), " but ",
+                                                       shape_string(dst.sizes()),
+                                                       " in the model (different model configuration)"));
+    pairs.emplace_back(dst, src);
+  };
+  for (const auto& p : module.named_parameters(/*recurse=*/false)) tensor_entry(p.key(), p.value(), "parameter");
+  for (const auto& b : module.named_buffers(/*recurse=*/false)) tensor_entry(b.key(), b.value(), "buffer");
+  for (const auto& c : module.named_children()) {
+    known.insert(c.key());
+    torch::serialize::InputArchive child;
+    if (!archive.try_read(c.key(), child))
+      throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the model's submodule '", prefix, c.key(),
+                                                       "' (different model configuration?)"));
+    match_module(child, *c.value(), prefix + c.key() + ".", file, pairs);
+  }
+  for (const auto& key : archive.keys()) {
+    if (key == "training" || known.count(key)) continue;
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has an entry '", prefix, key,
+                                                     "' that the model lacks (different model configuration)"));
+  }
+}
+
+/// (model tensor, archive tensor) for every entry of archive["model"], all checked against
+/// `module`; nothing is copied yet, so a failure anywhere leaves the module as it was.
+inline TensorPairs matched_model(torch::serialize::InputArchive& archive, torch::nn::Module& module,
+                                 const std::filesystem::path& file) {
+  torch::serialize::InputArchive model;
+  if (!archive.try_read("model", model))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has no model entry"));
+  TensorPairs pairs;
+  match_module(model, module, "", file, pairs);
+  return pairs;
+}
+
+inline void assign(const TensorPairs& pairs) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [dst, src] : pairs) dst.copy_(src);
+}
+
+inline torch::Tensor read_tensor(torch::serialize::InputArchive& archive, const char* key,
+                                 const std::filesystem::path& file) {
+  torch::Tensor t;
+  if (!archive.try_read(key, t))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the training entry '", key, "'"));
+  return t.to(torch::kCPU);
+}
+
+/// A one-element entry of the trainer state, of type T (an integer or floating-point tensor, as
+/// save_checkpoint writes it). A crafted archive may hold anything under the key: anything else
+/// is a checkpoint_error, not LibTorch's "cannot be converted to Scalar".
+template <class T>
+T read_scalar(torch::serialize::InputArchive& archive, const char* key, const std::filesystem::path& file) {
+  const auto t = read_tensor(archive, key, file);
+  const bool type_ok = std::is_integral_v<T> ? t.scalar_type() == torch::kLong : t.is_floating_point();
+  if (t.numel() != 1 || !type_ok)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), ": the training entry '", key,
+                                                     "' is not a single ", std::is_integral_v<T> ? "int64" : "float",
+                                                     " value (", t.numel(), " elements of ", t.scalar_type(), ")"));
+  return t.item<T>();
+}
+
+inline std::optional<torch::Device> device_of(const torch::nn::Module& module) {
+  for (const auto& p : module.parameters()) return p.device();
+  return std::nullopt;
+}
+}  // namespace detail
+
+/// Saves model parameters and buffers to `file` (atomically).
+inline void save_weights(const std::filesystem::path& file, const torch::nn::Module& model) {
+  torch::serialize::OutputArchive archive, m;
+  model.save(m);
+  archive.write(detail::kFormatKey, detail::format_tag(detail::kKindWeights));
+  archive.write("model", m);
+  detail::atomic_save(archive, file);
+}
+
+/// Loads model parameters and buffers from a weight file or a checkpoint, onto the model's device.
+inline void load_weights(const std::filesystem::path& file, torch::nn::Module& model) {
+  auto archive = detail::open_archive(file, detail::kKindWeights, detail::device_of(model));
+  detail::assign(detail::matched_model(archive, model, file));
+}
+
+/// Saves a full training checkpoint to `file` (atomically).
+inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::Module& model,
+                            const torch::optim::Optimizer& optimizer, const TrainingState& state,
+                            const TrainingRng& rng) {
+  torch::serialize::OutputArchive archive, m, o, s;
+  model.save(m);
+  optimizer.save(o);
+  std::int64_t seed_bits = 0;
+  std::memcpy(&seed_bits, &state.seed, sizeof seed_bits);
+  s.write("step", detail::scalar(state.step));
+  s.write("epoch", detail::scalar(state.epoch));
+  s.write("batch_in_epoch", detail::scalar(state.batch_in_epoch));
+  s.write("epoch_loss_sum", detail::scalar(state.epoch_loss_sum));
+  s.write("seed", detail::scalar(seed_bits));
+  s.write("rng", rng.state());
+  archive.write(detail::kFormatKey, detail::format_tag(detail::kKindCheckpoint));
+  archive.write("model", m);
+  archive.write("optimizer", o);
+  archive.write("trainer", s);
+  detail::atomic_save(archive, file);
+}
+
+namespace detail {
+/// load_checkpoint on an archive already opened (and checked) by open_archive.
+inline void restore_checkpoint(torch::serialize::InputArchive& archive, const std::filesystem::path& file,
+                               torch::nn::Module& model, torch::optim::Optimizer& optimizer, TrainingState& state,
+                               TrainingRng& rng) {
+  torch::serialize::InputArchive o, s;
+  if (!archive.try_read("optimizer", o) || !archive.try_read("trainer", s))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the optimizer or trainer entry"));
+  TrainingState loaded;
+  loaded.step = read_scalar<std::int64_t>(s, "step", file);
+  loaded.epoch = read_scalar<std::int64_t>(s, "epoch", file);
+  loaded.batch_in_epoch = read_scalar<std::int64_t>(s, "batch_in_epoch", file);
+  loaded.epoch_loss_sum = read_scalar<double>(s, "epoch_loss_sum", file);
+  const auto seed_bits = read_scalar<std::int64_t>(s, "seed", file);
+  std::memcpy(&loaded.seed, &seed_bits, sizeof seed_bits);
+  if (loaded.step < 0 || loaded.epoch < 0 || loaded.batch_in_epoch < 0 || !std::isfinite(loaded.epoch_loss_sum))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has an impossible training state (step ",
+                                                     loaded.step, ", epoch ", loaded.epoch, ", batch ",
+                                                     loaded.batch_in_epoch, ", loss sum ", loaded.epoch_loss_sum, ")"));
+  const auto rng_state = read_tensor(s, "rng", file);
+
+  // Check every model entry first, then restore the optimizer and RNG, and only then copy the
+  // weights: a checkpoint that fails anywhere leaves the model as it was.
+  const auto weights = matched_model(archive, model, file);
+  try {
+    optimizer.load(o);
+    rng.set_state(rng_state);
+  } catch (const std::exception& e) {
+    throw checkpoint_error(scoreflow::detail::concat("cannot restore the optimizer/RNG state from ",
+                                                     quoted(file), ": ", scoreflow::detail::torch_message(e)));
+  }
+  assign(weights);
+  state = loaded;
+}
+}  // namespace detail
+
+/// Restores a checkpoint into model, optimizer, state and rng. The model's layout is checked
+/// first (checkpoint_error names the differing parameter); tensors land on the model's device.
+inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, TrainingState& state, TrainingRng& rng) {
+  auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(model));
+  detail::restore_checkpoint(archive, file, model, optimizer, state, rng);
+}
+
+}  // namespace scoreflow::training
