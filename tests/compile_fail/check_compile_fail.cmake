@@ -1,4 +1,4 @@
-# One compile-failure test: compiles wrong_policies.cpp with -DSCOREFLOW_CASE_<CASE> (syntax only)
+# One compile-failure test: compiles SOURCE with -DSCOREFLOW_CASE_<CASE> (syntax only)
 # and requires it to fail with a diagnostic matching EXPECT. CASE = CONTROL must compile cleanly.
 #   cmake -DCXX=<compiler> -DSOURCE=<file> -DINCLUDES=<dir;dir> -DCASE=<name> -DEXPECT=<regex> -P this
 string(REPLACE "|" ";" INCLUDES "${INCLUDES}")

@@ -53,14 +53,14 @@ class Anagram {
   }
   [[nodiscard]] const std::vector<Part>& parts() const { return parts_; }
 
-  template <Tensor T>
+  template <ImageTensor T>
   std::vector<T> inputs(const T& x) const {
     std::vector<T> out;
     for (const auto& p : parts_) out.push_back(p.view.apply(x));
     return out;
   }
   std::vector<C> conditions() const { return detail::conditions_of<C>(parts_); }
-  template <Tensor T>
+  template <ImageTensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) {
       answers[i].value = parts_[i].view.invert(answers[i].value);
@@ -96,10 +96,10 @@ class Factorized {
     return Factorized({{std::move(low), Filter::low_pass(blur)}, {std::move(high), Filter::high_pass(blur)}});
   }
 
-  template <Tensor T>
+  template <ImageTensor T>
   std::vector<T> inputs(const T& x) const { return std::vector<T>(parts_.size(), x); }
   std::vector<C> conditions() const { return detail::conditions_of<C>(parts_); }
-  template <Tensor T>
+  template <ImageTensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) {
       answers[i].value = parts_[i].filter(answers[i].value);

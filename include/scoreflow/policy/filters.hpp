@@ -39,7 +39,7 @@ class GaussianBlur {
     return k;
   }
 
-  template <Tensor T>
+  template <ImageTensor T>
   T operator()(const T& x) const { return ops::blur(x, kernel()); }
 
   friend bool operator==(const GaussianBlur&, const GaussianBlur&) = default;
@@ -71,7 +71,7 @@ class Filter {
     return {0.0, {{narrow, 1.0}, {wide, -1.0}}};
   }
 
-  template <Tensor T>
+  template <ImageTensor T>
   T operator()(const T& x) const {
     T out = ops::scale(identity_weight_, x);
     for (const auto& term : terms_) out = ops::axpby(1.0, out, term.weight, term.blur(x));

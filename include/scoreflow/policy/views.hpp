@@ -79,19 +79,19 @@ class View {
   }
 
   /// The view of x.
-  template <Tensor T>
+  template <ImageTensor T>
   T apply(const T& x) const { return transform(x, false, true); }
   /// Maps a view back: invert(apply(x)) == x.
-  template <Tensor T>
+  template <ImageTensor T>
   T invert(const T& x) const { return transform(x, true, true); }
   /// Maps a per-pixel variance back: the permutation only, never the sign.
-  template <Tensor T>
+  template <ImageTensor T>
   T invert_positions(const T& x) const { return transform(x, true, false); }
 
  private:
   explicit View(Kind k) : kind_(k) {}
 
-  template <Tensor T>
+  template <ImageTensor T>
   T transform(const T& x, bool inverse, bool with_sign) const {
     T out = x;
     if (kind_ != Kind::identity) {

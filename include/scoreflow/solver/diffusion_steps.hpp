@@ -12,6 +12,20 @@
 
 namespace scoreflow {
 
+namespace detail {
+/// x̂₀ through the step's optional dynamic threshold; a backend without the image operations
+/// (tensor.hpp, ImageTensor) can sample, but not threshold.
+template <Tensor T>
+T thresholded(const std::optional<DynamicThreshold>& threshold, T x0) {
+  if (!threshold) return x0;
+  if constexpr (ImageTensor<T>)
+    return (*threshold)(x0);
+  else
+    throw invalid_option("threshold: dynamic thresholding needs the image operations of tensor_traits<T> "
+                         "(abs_quantile_per_sample, clamp_divide_per_sample)");
+}
+}  // namespace detail
+
 /// The two grid points of one step; ᾱ' = 1 when t' = −1 (clean data).
 struct DiffusionStepContext {
   Timestep t;
@@ -47,8 +61,7 @@ struct DDPMStep {
   template <Tensor T, class Predict>
   T operator()(const T& x, const DiffusionStepContext& c, Predict&& predict, Generator& gen) const {
     const Prediction<T> p = predict(x, c.t);
-    T x0 = diffusion::to_sample(p, x, c.alpha_bar);
-    if (threshold) x0 = (*threshold)(x0);
+    const T x0 = detail::thresholded(threshold, diffusion::to_sample(p, x, c.alpha_bar));
     const double beta = c.beta();
     const double coef_x0 = std::sqrt(c.alpha_bar_prev) * beta / (1.0 - c.alpha_bar);
     const double coef_xt = std::sqrt(c.alpha()) * (1.0 - c.alpha_bar_prev) / (1.0 - c.alpha_bar);
@@ -93,7 +106,7 @@ struct DDIMStep {
     // line through x_t and x̂₀. diffusers' DDIMScheduler does this only with
     // use_clipped_model_output=True; its default keeps the model's raw ε̂ for the direction term.
     if (threshold) {
-      x0 = (*threshold)(x0);
+      x0 = detail::thresholded(threshold, std::move(x0));
       eps = diffusion::noise_from_sample(x, x0, c.alpha_bar);
     }
     const double sigma = eta * std::sqrt((1.0 - c.alpha_bar_prev) / (1.0 - c.alpha_bar) * c.beta());

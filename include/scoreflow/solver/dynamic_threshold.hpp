@@ -19,7 +19,7 @@ class DynamicThreshold {
   [[nodiscard]] double ratio() const { return ratio_; }
   [[nodiscard]] double max_value() const { return max_value_; }
 
-  template <Tensor T>
+  template <ImageTensor T>
   T operator()(const T& x0) const {
     auto s = ops::abs_quantile_per_sample(x0, ratio_);
     for (auto& v : s) v = std::clamp(v, 1.0, max_value_);

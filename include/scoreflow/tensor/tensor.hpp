@@ -1,10 +1,26 @@
 #pragma once
-// The one extension point for tensor types.
+// The tensor extension point.
 //
-// Everything in scoreflow's core is written once against the handful of operations below. A
-// tensor type joins by specialising `tensor_traits<T>` (see xtensor.hpp and torch/tensor.hpp);
-// the `Tensor` concept then checks every operation at the public entry points, so a missing one
-// is reported by name instead of deep inside a sampler.
+// Everything in scoreflow's core is written once against the operations below. A tensor type
+// joins by specialising `tensor_traits<T>` (see tensor/xtensor.hpp and torch/tensor.hpp). The
+// operations come in groups, each checked by a concept at the entry points that need it, so a
+// missing operation is reported by name instead of deep inside a sampler:
+//
+//   group (concept)          operations                                   needed by
+//   arithmetic (Tensor)      shape, axpby, scale, add_scalar, multiply,   every sampler, guidance,
+//                            exp, randn_like, concat_batch, split_batch,  combiner and constraint
+//                            split_channels, all_finite
+//   image (ImageTensor)      permute_pixels, blur,                        views and filters (anagrams,
+//                            abs_quantile_per_sample,                     hybrids), dynamic
+//                            clamp_divide_per_sample                      thresholding
+//   host copy (HostCopyable) to_vector, from_vector                       tests, interop with plain data
+//   fast paths (optional,    axpby_randn, repeat_batch, axpby_halves      the DDPM/DDIM noisy step,
+//   declared in fast_paths)                                               batched CFG
+//
+// A fast path is used only when the backend declares it (`static constexpr TensorFastPaths
+// fast_paths{...}` in its traits), and a declared one must exist with the signature below: a typo
+// in a specialisation is a compile error naming the operation, not a silent slow path. Each has a
+// generic default built from the arithmetic group, and a fast version must give the same numbers.
 //
 // Conventions: images are N×C×H×W (any rank ≥ 2 works for the elementwise operations; the
 // spatial operations act on the last two axes and the batch is axis 0).
@@ -25,11 +41,29 @@ using Shape = std::vector<std::int64_t>;
 template <class T>
 struct tensor_traits;
 
+/// The optional fast paths a backend implements; declare them in its traits as
+/// `static constexpr TensorFastPaths fast_paths{.axpby_randn = true, ...}`.
+struct TensorFastPaths {
+  bool axpby_randn = false;   ///< a·x + b·y + c·z, z ~ N(0, I) from gen in element order, one pass
+  bool repeat_batch = false;  ///< x concatenated `times` times along the batch axis
+  bool axpby_halves = false;  ///< a·y[first half of the batch] + b·y[second half]
+};
+
+namespace detail {
+template <class T>
+consteval TensorFastPaths declared_fast_paths() {
+  if constexpr (requires { { tensor_traits<T>::fast_paths } -> std::convertible_to<TensorFastPaths>; })
+    return tensor_traits<T>::fast_paths;
+  else
+    return {};
+}
+}  // namespace detail
+
 // clang-format off
+/// The arithmetic every sampler needs.
 template <class T>
 concept Tensor = std::copy_constructible<T> && requires(
-    const T& x, const T& y, double a, Generator& gen, std::span<const T> parts,
-    const std::vector<std::int64_t>& index, const std::vector<double>& values, const Shape& shape) {
+    const T& x, const T& y, double a, Generator& gen, std::span<const T> parts) {
   { tensor_traits<T>::shape(x) } -> std::same_as<Shape>;
   { tensor_traits<T>::axpby(a, x, a, y) } -> std::same_as<T>;     // a·x + b·y
   { tensor_traits<T>::scale(a, x) } -> std::same_as<T>;           // a·x
@@ -40,11 +74,22 @@ concept Tensor = std::copy_constructible<T> && requires(
   { tensor_traits<T>::concat_batch(parts) } -> std::same_as<T>;   // along axis 0
   { tensor_traits<T>::split_batch(x, 2) } -> std::same_as<std::vector<T>>;  // equal parts
   { tensor_traits<T>::split_channels(x, 1) } -> std::same_as<std::pair<T, T>>;  // axis 1 at c
+  { tensor_traits<T>::all_finite(x) } -> std::same_as<bool>;
+};
+
+/// Image operations: only views, filters and dynamic thresholding need them.
+template <class T>
+concept ImageTensor = Tensor<T> && requires(
+    const T& x, double a, const std::vector<std::int64_t>& index, const std::vector<double>& values) {
   { tensor_traits<T>::permute_pixels(x, index) } -> std::same_as<T>;  // y[.., p] = x[.., index[p]]
   { tensor_traits<T>::blur(x, values) } -> std::same_as<T>;       // separable, reflect padding
-  { tensor_traits<T>::all_finite(x) } -> std::same_as<bool>;
   { tensor_traits<T>::abs_quantile_per_sample(x, a) } -> std::same_as<std::vector<double>>;
   { tensor_traits<T>::clamp_divide_per_sample(x, values) } -> std::same_as<T>;  // clamp(x,±s)/s
+};
+
+/// Row-major copies to and from plain doubles (tests, interop).
+template <class T>
+concept HostCopyable = Tensor<T> && requires(const T& x, const std::vector<double>& values, const Shape& shape) {
   { tensor_traits<T>::to_vector(x) } -> std::same_as<std::vector<double>>;      // row-major copy
   { tensor_traits<T>::from_vector(values, shape, x) } -> std::same_as<T>;  // dtype/device of x
 };
@@ -66,14 +111,19 @@ template <Tensor T> T randn_like(const T& x, Generator& gen) {
   return tensor_traits<T>::randn_like(x, gen);
 }
 /// a·x + b·y + c·z with z ~ N(0, I) drawn from gen in element order: the noisy step of DDPM/DDIM
-/// in one pass. Optional for a backend (`tensor_traits<T>::axpby_randn`); without it, or as the
-/// reference, it is axpby(1, axpby(a, x, b, y), c, randn_like(x, gen)), and a fused version must
-/// give the same numbers (round a·x + b·y to T's scalar first, then add c·z).
+/// in one pass. Fast path `axpby_randn`; the reference is axpby(1, axpby(a, x, b, y), c,
+/// randn_like(x, gen)), and a fused version must give the same numbers (round a·x + b·y to T's
+/// scalar first, then add c·z).
 template <Tensor T> T axpby_randn(double a, const T& x, double b, const T& y, double c, Generator& gen) {
-  if constexpr (requires { { tensor_traits<T>::axpby_randn(a, x, b, y, c, gen) } -> std::same_as<T>; })
+  if constexpr (detail::declared_fast_paths<T>().axpby_randn) {
+    static_assert(requires { { tensor_traits<T>::axpby_randn(a, x, b, y, c, gen) } -> std::same_as<T>; },
+                  "tensor_traits<T> declares fast_paths.axpby_randn but has no axpby_randn(a, x, b, y, c, gen) -> T");
     return tensor_traits<T>::axpby_randn(a, x, b, y, c, gen);
-  else
+  } else {
+    static_assert(!requires { tensor_traits<T>::axpby_randn(a, x, b, y, c, gen); },
+                  "tensor_traits<T> defines axpby_randn but does not declare it in fast_paths: declare it to use it");
     return axpby(1.0, axpby(a, x, b, y), c, randn_like(x, gen));
+  }
 }
 template <Tensor T> T concat_batch(std::span<const T> parts) {
   return tensor_traits<T>::concat_batch(parts);
@@ -82,22 +132,30 @@ template <Tensor T> std::vector<T> split_batch(const T& x, std::int64_t parts) {
   return tensor_traits<T>::split_batch(x, parts);
 }
 /// x concatenated `times` times along the batch axis: the input of a batched guided call.
-/// Optional for a backend (`tensor_traits<T>::repeat_batch`); the default concatenates copies.
+/// Fast path `repeat_batch`; the default concatenates copies.
 template <Tensor T> T repeat_batch(const T& x, std::int64_t times) {
-  if constexpr (requires { { tensor_traits<T>::repeat_batch(x, times) } -> std::same_as<T>; }) {
+  if constexpr (detail::declared_fast_paths<T>().repeat_batch) {
+    static_assert(requires { { tensor_traits<T>::repeat_batch(x, times) } -> std::same_as<T>; },
+                  "tensor_traits<T> declares fast_paths.repeat_batch but has no repeat_batch(x, times) -> T");
     return tensor_traits<T>::repeat_batch(x, times);
   } else {
+    static_assert(!requires { tensor_traits<T>::repeat_batch(x, times); },
+                  "tensor_traits<T> defines repeat_batch but does not declare it in fast_paths: declare it to use it");
     const std::vector<T> parts(static_cast<std::size_t>(times), x);
     return concat_batch(std::span<const T>(parts));
   }
 }
 /// a·y[first half of the batch] + b·y[second half]: classifier-free guidance straight from one
-/// batched answer, without splitting it first. Optional for a backend
-/// (`tensor_traits<T>::axpby_halves`); the default is split_batch then axpby.
+/// batched answer, without splitting it first. Fast path `axpby_halves`; the default is
+/// split_batch then axpby.
 template <Tensor T> T axpby_halves(double a, double b, const T& y) {
-  if constexpr (requires { { tensor_traits<T>::axpby_halves(a, b, y) } -> std::same_as<T>; }) {
+  if constexpr (detail::declared_fast_paths<T>().axpby_halves) {
+    static_assert(requires { { tensor_traits<T>::axpby_halves(a, b, y) } -> std::same_as<T>; },
+                  "tensor_traits<T> declares fast_paths.axpby_halves but has no axpby_halves(a, b, y) -> T");
     return tensor_traits<T>::axpby_halves(a, b, y);
   } else {
+    static_assert(!requires { tensor_traits<T>::axpby_halves(a, b, y); },
+                  "tensor_traits<T> defines axpby_halves but does not declare it in fast_paths: declare it to use it");
     const auto halves = split_batch(y, 2);
     return axpby(a, halves[0], b, halves[1]);
   }
@@ -105,24 +163,26 @@ template <Tensor T> T axpby_halves(double a, double b, const T& y) {
 template <Tensor T> std::pair<T, T> split_channels(const T& x, std::int64_t first) {
   return tensor_traits<T>::split_channels(x, first);
 }
-template <Tensor T> T permute_pixels(const T& x, const std::vector<std::int64_t>& index) {
+template <Tensor T> bool all_finite(const T& x) { return tensor_traits<T>::all_finite(x); }
+template <Tensor T> std::int64_t batch_size(const T& x) { return shape(x).at(0); }
+
+template <ImageTensor T> T permute_pixels(const T& x, const std::vector<std::int64_t>& index) {
   return tensor_traits<T>::permute_pixels(x, index);
 }
-template <Tensor T> T blur(const T& x, const std::vector<double>& kernel) {
+template <ImageTensor T> T blur(const T& x, const std::vector<double>& kernel) {
   return tensor_traits<T>::blur(x, kernel);
 }
-template <Tensor T> bool all_finite(const T& x) { return tensor_traits<T>::all_finite(x); }
-template <Tensor T> std::vector<double> abs_quantile_per_sample(const T& x, double q) {
+template <ImageTensor T> std::vector<double> abs_quantile_per_sample(const T& x, double q) {
   return tensor_traits<T>::abs_quantile_per_sample(x, q);
 }
-template <Tensor T> T clamp_divide_per_sample(const T& x, const std::vector<double>& s) {
+template <ImageTensor T> T clamp_divide_per_sample(const T& x, const std::vector<double>& s) {
   return tensor_traits<T>::clamp_divide_per_sample(x, s);
 }
-template <Tensor T> std::vector<double> to_vector(const T& x) { return tensor_traits<T>::to_vector(x); }
-template <Tensor T> T from_vector(const std::vector<double>& v, const Shape& s, const T& like) {
+
+template <HostCopyable T> std::vector<double> to_vector(const T& x) { return tensor_traits<T>::to_vector(x); }
+template <HostCopyable T> T from_vector(const std::vector<double>& v, const Shape& s, const T& like) {
   return tensor_traits<T>::from_vector(v, s, like);
 }
-template <Tensor T> std::int64_t batch_size(const T& x) { return shape(x).at(0); }
 }  // namespace ops
 
 namespace detail {

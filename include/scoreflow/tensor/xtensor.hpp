@@ -24,6 +24,7 @@ template <class S>
   requires std::floating_point<S>
 struct tensor_traits<xt::xarray<S>> {
   using array = xt::xarray<S>;
+  static constexpr TensorFastPaths fast_paths{.axpby_randn = true, .repeat_batch = true, .axpby_halves = true};
 
   static Shape shape(const array& x) { return Shape(x.shape().begin(), x.shape().end()); }
 
@@ -227,7 +228,7 @@ struct tensor_traits<xt::xarray<S>> {
   }
 };
 
-static_assert(Tensor<xt::xarray<float>>);
-static_assert(Tensor<xt::xarray<double>>);
+static_assert(ImageTensor<xt::xarray<float>> && HostCopyable<xt::xarray<float>>);
+static_assert(ImageTensor<xt::xarray<double>> && HostCopyable<xt::xarray<double>>);
 
 }  // namespace scoreflow

@@ -21,6 +21,7 @@ namespace scoreflow {
 template <>
 struct tensor_traits<torch::Tensor> {
   using T = torch::Tensor;
+  static constexpr TensorFastPaths fast_paths{.axpby_randn = true};
 
   static Shape shape(const T& x) { return Shape(x.sizes().begin(), x.sizes().end()); }
   static T axpby(double a, const T& x, double b, const T& y) {
@@ -151,6 +152,6 @@ struct tensor_traits<torch::Tensor> {
   }
 };
 
-static_assert(Tensor<torch::Tensor>);
+static_assert(ImageTensor<torch::Tensor> && HostCopyable<torch::Tensor>);
 
 }  // namespace scoreflow
