@@ -19,8 +19,8 @@
 
 #include "bench_common.hpp"
 #include "scoreflow/torch/models/inference.hpp"
-#include "scoreflow/torch/training/train_loop.hpp"
 #include "scoreflow/torch/models/unet.hpp"
+#include "scoreflow/torch/training/train_loop.hpp"
 
 namespace sm = scoreflow::models;
 namespace tr = scoreflow::training;

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "scoreflow/core.hpp"
+#include "scoreflow/torch.hpp"
 #include "scoreflow/torch/models/inference.hpp"
 #include "scoreflow/torch/tensor.hpp"
-#include "scoreflow/torch.hpp"
 
 namespace examples {
 

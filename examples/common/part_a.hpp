@@ -18,11 +18,11 @@
 #include "common/report.hpp"
 #include "common/training_run.hpp"
 #include "scoreflow/core.hpp"
-#include "scoreflow/torch/models/adapters.hpp"
+#include "scoreflow/torch.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch/eval/evaluator.hpp"
 #include "scoreflow/torch/io/image_io.hpp"
-#include "scoreflow/torch.hpp"
+#include "scoreflow/torch/models/adapters.hpp"
 
 namespace examples {
 

@@ -7,9 +7,9 @@
 #include <string>
 
 #include "common/report.hpp"
+#include "scoreflow/torch.hpp"
 #include "scoreflow/torch/io/loss_log.hpp"
 #include "scoreflow/torch/io/plot.hpp"
-#include "scoreflow/torch.hpp"
 
 namespace examples {
 

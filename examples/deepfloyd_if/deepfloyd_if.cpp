@@ -13,10 +13,10 @@
 #include <torch/torch.h>
 
 #include "../common/cli.hpp"
-#include "scoreflow/torch/models/cpu_threads.hpp"
-#include "scoreflow/torch/io/image_io.hpp"
 #include "scoreflow/torch/interop/prompt_embeddings.hpp"
 #include "scoreflow/torch/interop/torchscript_denoiser.hpp"
+#include "scoreflow/torch/io/image_io.hpp"
+#include "scoreflow/torch/models/cpu_threads.hpp"
 
 using namespace scoreflow;
 using Prompt = torch::Tensor;

@@ -13,8 +13,8 @@
 
 #include "scoreflow/errors.hpp"
 #include "scoreflow/process/prediction.hpp"
-#include "scoreflow/tensor/tensor.hpp"
 #include "scoreflow/process/time_grid.hpp"
+#include "scoreflow/tensor/tensor.hpp"
 
 namespace scoreflow {
 

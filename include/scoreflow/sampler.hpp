@@ -11,15 +11,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "scoreflow/denoiser.hpp"
+#include "scoreflow/errors.hpp"
 #include "scoreflow/policy/combiners.hpp"
 #include "scoreflow/policy/concepts.hpp"
 #include "scoreflow/policy/constraints.hpp"
-#include "scoreflow/denoiser.hpp"
-#include "scoreflow/errors.hpp"
 #include "scoreflow/policy/guidance.hpp"
-#include "scoreflow/tensor/random.hpp"
 #include "scoreflow/policy/schedule.hpp"
 #include "scoreflow/policy/starts.hpp"
+#include "scoreflow/tensor/random.hpp"
 
 namespace scoreflow {
 

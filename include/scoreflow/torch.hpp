@@ -8,8 +8,6 @@
 //   torch/eval/           the sample-quality evaluator
 //   torch/interop/        TorchScript denoisers and prompt embeddings (DeepFloyd IF)
 #include "scoreflow/core.hpp"
-#include "scoreflow/torch/tensor.hpp"
-#include "scoreflow/torch/torch_message.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch/data/idx.hpp"
 #include "scoreflow/torch/eval/evaluator.hpp"
@@ -26,6 +24,8 @@
 #include "scoreflow/torch/models/inference.hpp"
 #include "scoreflow/torch/models/unet.hpp"
 #include "scoreflow/torch/models/unet_blocks.hpp"
+#include "scoreflow/torch/tensor.hpp"
+#include "scoreflow/torch/torch_message.hpp"
 #include "scoreflow/torch/training/checkpoint.hpp"
 #include "scoreflow/torch/training/objectives.hpp"
 #include "scoreflow/torch/training/train_loop.hpp"

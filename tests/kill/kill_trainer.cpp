@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <string>
 
-#include "scoreflow/torch/io/loss_log.hpp"
 #include "scoreflow/torch.hpp"
+#include "scoreflow/torch/io/loss_log.hpp"
 #include "scoreflow/torch/models/unet.hpp"
 
 namespace fs = std::filesystem;

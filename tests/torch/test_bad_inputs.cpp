@@ -24,12 +24,12 @@
 
 #include "torch/model_helpers.hpp"
 #include "scoreflow/core.hpp"
+#include "scoreflow/torch.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch/data/idx.hpp"
+#include "scoreflow/torch/interop/prompt_embeddings.hpp"
 #include "scoreflow/torch/io/image_io.hpp"
 #include "scoreflow/torch/io/loss_log.hpp"
-#include "scoreflow/torch/interop/prompt_embeddings.hpp"
-#include "scoreflow/torch.hpp"
 #include "torch/data_helpers.hpp"
 
 using namespace scoreflow;

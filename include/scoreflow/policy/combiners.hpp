@@ -9,8 +9,8 @@
 #include "scoreflow/denoiser.hpp"
 #include "scoreflow/errors.hpp"
 #include "scoreflow/policy/filters.hpp"
-#include "scoreflow/process/prediction.hpp"
 #include "scoreflow/policy/views.hpp"
+#include "scoreflow/process/prediction.hpp"
 
 namespace scoreflow {
 

@@ -7,11 +7,11 @@
 #include <concepts>
 #include <cstddef>
 
-#include "scoreflow/solver/diffusion_steps.hpp"
-#include "scoreflow/solver/flow_solvers.hpp"
 #include "scoreflow/process/noise_schedule.hpp"
 #include "scoreflow/process/process.hpp"
 #include "scoreflow/process/time_grid.hpp"
+#include "scoreflow/solver/diffusion_steps.hpp"
+#include "scoreflow/solver/flow_solvers.hpp"
 
 namespace scoreflow {
 

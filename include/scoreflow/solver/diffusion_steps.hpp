@@ -4,11 +4,11 @@
 #include <cmath>
 #include <optional>
 
-#include "scoreflow/solver/dynamic_threshold.hpp"
 #include "scoreflow/errors.hpp"
 #include "scoreflow/process/process.hpp"
-#include "scoreflow/tensor/random.hpp"
 #include "scoreflow/process/time_grid.hpp"
+#include "scoreflow/solver/dynamic_threshold.hpp"
+#include "scoreflow/tensor/random.hpp"
 
 namespace scoreflow {
 

@@ -9,8 +9,8 @@
 #include "torch/data_helpers.hpp"
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch/interop/prompt_embeddings.hpp"
-#include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/interop/torchscript_denoiser.hpp"
+#include "scoreflow/torch/tensor.hpp"
 
 using namespace scoreflow;
 

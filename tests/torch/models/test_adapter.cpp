@@ -8,8 +8,8 @@
 #include "torch/model_helpers.hpp"
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch/models/adapters.hpp"
-#include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/models/unet.hpp"
+#include "scoreflow/torch/tensor.hpp"
 
 using namespace scoreflow;
 using namespace scoreflow::models;

@@ -10,8 +10,8 @@
 #include <set>
 
 #include "torch/model_helpers.hpp"
-#include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch.hpp"
+#include "scoreflow/torch/data/dataset.hpp"
 
 using namespace scoreflow;
 using namespace scoreflow::models;

@@ -17,8 +17,8 @@
 
 #include "scoreflow/errors.hpp"
 #include "scoreflow/tensor/random.hpp"
-#include "scoreflow/torch/io/atomic_file.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
+#include "scoreflow/torch/io/atomic_file.hpp"
 
 namespace scoreflow {
 

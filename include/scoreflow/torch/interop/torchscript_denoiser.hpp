@@ -48,21 +48,21 @@
 #include <torch/nn/functional/upsampling.h>
 #include <torch/script.h>
 
-#include "scoreflow/torch/torch_message.hpp"
 #include "scoreflow/denoiser.hpp"
-#include "scoreflow/solver/diffusion_steps.hpp"
-#include "scoreflow/solver/dynamic_threshold.hpp"
 #include "scoreflow/errors.hpp"
 #include "scoreflow/policy/guidance.hpp"
-#include "scoreflow/process/noise_schedule.hpp"
-#include "scoreflow/process/process.hpp"
-#include "scoreflow/tensor/random.hpp"
-#include "scoreflow/sampler.hpp"
 #include "scoreflow/policy/schedule.hpp"
 #include "scoreflow/policy/starts.hpp"
+#include "scoreflow/process/noise_schedule.hpp"
+#include "scoreflow/process/process.hpp"
 #include "scoreflow/process/time_grid.hpp"
+#include "scoreflow/sampler.hpp"
+#include "scoreflow/solver/diffusion_steps.hpp"
+#include "scoreflow/solver/dynamic_threshold.hpp"
+#include "scoreflow/tensor/random.hpp"
 #include "scoreflow/torch/io/io_error.hpp"
 #include "scoreflow/torch/tensor.hpp"
+#include "scoreflow/torch/torch_message.hpp"
 
 namespace scoreflow {
 

@@ -28,8 +28,8 @@
 
 #include "scoreflow/denoiser.hpp"
 #include "scoreflow/errors.hpp"
-#include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/models/unet_blocks.hpp"
+#include "scoreflow/torch/tensor.hpp"
 
 namespace scoreflow::models {
 

@@ -33,8 +33,8 @@
 #include "scoreflow/errors.hpp"
 #include "scoreflow/torch/io/archive_integrity.hpp"
 #include "scoreflow/torch/io/atomic_file.hpp"
-#include "scoreflow/torch/training/objectives.hpp"
 #include "scoreflow/torch/torch_message.hpp"
+#include "scoreflow/torch/training/objectives.hpp"
 
 namespace scoreflow::training {
 

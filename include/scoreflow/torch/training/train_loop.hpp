@@ -35,8 +35,8 @@
 
 #include "scoreflow/errors.hpp"
 #include "scoreflow/tensor/random.hpp"
-#include "scoreflow/torch/training/checkpoint.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
+#include "scoreflow/torch/training/checkpoint.hpp"
 #include "scoreflow/torch/training/objectives.hpp"
 
 namespace scoreflow::training {
