@@ -6,6 +6,8 @@
 //
 // `time` is `Timestep` under a diffusion schedule and `FlowTime` under a flow schedule.
 #include <concepts>
+#include <cstdint>
+#include <optional>
 #include <ranges>
 #include <span>
 #include <string>
@@ -133,29 +135,75 @@ template <class R>
 concept TensorList = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
                      Tensor<std::ranges::range_value_t<R>>;
 
-/// Evaluates the model on inputs xs[i] with conditions conds[i] at one time: one batched call
-/// when the condition type concatenates, one call per input otherwise.
+/// The model at one time of one step: what guidance policies call. The sampler builds one per
+/// prediction; guidance never sees the Denoiser struct, the time or the error-reporting context.
+/// Every answer is shape-checked (and finiteness-checked) against its inputs and split into value
+/// and learned variance as the model declares.
+template <class M, Tensor T, class Time, class C>
+class ModelCall {
+ public:
+  using tensor_type = T;
+  using condition_type = C;
+
+  ModelCall(M& model, Time time, CallSite site, bool check_finite)
+      : model_(model), time_(time), site_(site), check_finite_(check_finite) {}
+
+  /// One prediction per (xs[i], conds[i]): one batched model call when the condition type
+  /// concatenates, one call per input otherwise.
+  std::vector<Prediction<T>> operator()(std::span<const T> xs, const std::vector<C>& conds) const {
+    if constexpr (ConcatenableCondition<C>) {
+      if (xs.size() > 1) return detail::split_prediction(under_conditions(xs, std::span<const C>(conds)), xs.size());
+    }
+    std::vector<Prediction<T>> out;
+    out.reserve(xs.size());
+    for (std::size_t i = 0; i < xs.size(); ++i) out.push_back(wrap(model_.fn(xs[i], time_, conds[i]), ops::shape(xs[i])));
+    return out;
+  }
+
+  /// Each of the n inputs under k conditions in one model call: conds holds k·n entries,
+  /// condition-major (entries j·n … j·n + n − 1 are the j-th condition of inputs 0 … n − 1), and
+  /// the answer is one batched prediction of k·n rows in that order. A model whose function
+  /// SharesInputAcrossConditions gets the n inputs once; any other gets them copied k times.
+  Prediction<T> under_conditions(std::span<const T> xs, std::span<const C> conds) const
+    requires ConcatenableCondition<C>
+  {
+    const std::size_t n = xs.size();
+    if (n == 0 || conds.size() % n != 0)
+      throw shape_error(detail::concat("model call: ", conds.size(), " conditions for ", n,
+                                       " inputs (must be a positive multiple)"));
+    const auto k = static_cast<std::int64_t>(conds.size() / n);
+    std::optional<T> joined;
+    if (n > 1) joined = ops::concat_batch(xs);
+    const T& x = n == 1 ? xs[0] : *joined;
+    const C c = condition_traits<C>::concat(conds);
+    Shape shape = ops::shape(x);
+    shape.at(0) *= k;
+    if (k == 1) return wrap(model_.fn(x, time_, c), shape);
+    if constexpr (SharesInputAcrossConditions<decltype(model_.fn), T, Time, C>)
+      return wrap(model_.fn.under_conditions(x, time_, c), shape);
+    else
+      return wrap(model_.fn(ops::repeat_batch(x, k), time_, c), shape);
+  }
+
+ private:
+  Prediction<T> wrap(T answer, const Shape& in_shape) const {
+    return detail::check_and_wrap<T>(std::move(answer), in_shape, model_.prediction, model_.variance, site_,
+                                     check_finite_);
+  }
+
+  M& model_;
+  Time time_;
+  CallSite site_;
+  bool check_finite_;
+};
+
+/// Evaluates the model on inputs xs[i] with conditions conds[i] at one time (ModelCall's
+/// operator(), for use outside a sampler).
 template <TensorList Xs, class M, class Time, class C, class T = std::ranges::range_value_t<Xs>>
 std::vector<Prediction<T>> evaluate(M& model, const Xs& inputs, Time time, const std::vector<C>& conds,
                                     const CallSite& site, bool check_finite) {
   const std::span<const T> xs(std::ranges::data(inputs), std::ranges::size(inputs));
-  std::vector<Prediction<T>> out;
-  out.reserve(xs.size());
-  if constexpr (ConcatenableCondition<C>) {
-    if (xs.size() > 1) {
-      const T x = ops::concat_batch(xs);
-      const C c = condition_traits<C>::concat(std::span<const C>(conds));
-      T y = model.fn(x, time, c);
-      const Shape in_shape = ops::shape(x);
-      return detail::split_prediction(
-          detail::check_and_wrap<T>(std::move(y), in_shape, model.prediction, model.variance, site, check_finite),
-          xs.size());
-    }
-  }
-  for (std::size_t i = 0; i < xs.size(); ++i)
-    out.push_back(detail::check_and_wrap<T>(model.fn(xs[i], time, conds[i]), ops::shape(xs[i]), model.prediction,
-                                            model.variance, site, check_finite));
-  return out;
+  return ModelCall<M, T, Time, C>(model, time, site, check_finite)(xs, conds);
 }
 
 }  // namespace scoreflow

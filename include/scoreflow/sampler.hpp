@@ -80,10 +80,10 @@ struct Sampler {
     std::size_t step = 0, calls = 0;
     auto predict = [&](const T& x, time_type time) -> Prediction<T> {
       ++calls;
-      const CallSite site{step, detail::time_value(time)};
+      const ModelCall<Model, T, time_type, condition_type> call(model, time, CallSite{step, detail::time_value(time)},
+                                                                 options.check_finite);
       const auto inputs = combiner.inputs(x);  // kept alive across the guidance call
-      return combiner.combine(guidance(model, std::span<const T>(inputs), time, combiner.conditions(), site,
-                                       options.check_finite));
+      return combiner.combine(guidance(call, std::span<const T>(inputs), combiner.conditions()));
     };
     T x = std::move(state.x);
     const std::size_t total = path.size() - 1;

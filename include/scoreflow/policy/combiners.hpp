@@ -14,16 +14,6 @@
 
 namespace scoreflow {
 
-namespace detail {
-/// The condition of every part, in order (each part is a {condition, …} pair).
-template <class C, class Parts>
-std::vector<C> conditions_of(const Parts& parts) {
-  std::vector<C> out;
-  for (const auto& p : parts) out.push_back(p.condition);
-  return out;
-}
-}  // namespace detail
-
 /// One prompt (condition), used as it is.
 template <class C>
 struct SinglePrompt {
@@ -38,55 +28,102 @@ struct SinglePrompt {
 };
 SinglePrompt()->SinglePrompt<NoCondition>;
 
-/// Visual anagrams (seed §1.8; Geng et al. 2024), generalised to N prompts: prompt i sees
-/// view_i(x); its answer is mapped back by view_i⁻¹; the answers are averaged.
-///   ε = ½ (CFG(x, p₁) + flip(CFG(flip(x), p₂)))  is  Anagram{{{p₁, identity}, {p₂, flip_vertical}}}.
-template <class C>
-class Anagram {
+namespace detail {
+/// Several prompts, one call: the structure anagrams and factorized images share. Part i gives
+/// its condition and `part.model_input(x)`; the combiner's inputs go through one guided call (one
+/// batched model call where the condition concatenates); each answer comes back through
+/// `part.map_back(answer)`, and the answers are reduced with equal weights: their mean
+/// (anagrams) or their sum (factorized images, whose filters sum to the identity).
+template <class C, class Part>
+class Partwise {
  public:
-  struct Part {
-    C condition;
-    View view;
-  };
-  explicit Anagram(std::vector<Part> parts) : parts_(std::move(parts)) {
-    detail::require(!parts_.empty(), "anagram parts", 0, "needs at least one prompt");
-  }
+  enum class Reduction { mean, sum };
+
   [[nodiscard]] const std::vector<Part>& parts() const { return parts_; }
 
   template <ImageTensor T>
   std::vector<T> inputs(const T& x) const {
     std::vector<T> out;
-    for (const auto& p : parts_) out.push_back(p.view.apply(x));
+    out.reserve(parts_.size());
+    for (const auto& p : parts_) out.push_back(p.model_input(x));
     return out;
   }
-  std::vector<C> conditions() const { return detail::conditions_of<C>(parts_); }
+  std::vector<C> conditions() const {
+    std::vector<C> out;
+    for (const auto& p : parts_) out.push_back(p.condition);
+    return out;
+  }
   template <ImageTensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
-    for (std::size_t i = 0; i < parts_.size(); ++i) {
-      answers[i].value = parts_[i].view.invert(answers[i].value);
-      if (answers[i].variance) answers[i].variance = parts_[i].view.invert_positions(*answers[i].variance);
-    }
-    return weighted_sum(answers, std::vector<double>(parts_.size(), 1.0 / static_cast<double>(parts_.size())));
+    for (std::size_t i = 0; i < parts_.size(); ++i) parts_[i].map_back(answers[i]);
+    const double w = reduction_ == Reduction::mean ? 1.0 / static_cast<double>(parts_.size()) : 1.0;
+    return weighted_sum(answers, std::vector<double>(parts_.size(), w));
+  }
+
+ protected:
+  Partwise(std::vector<Part> parts, Reduction reduction, const char* what)
+      : parts_(std::move(parts)), reduction_(reduction) {
+    require(!parts_.empty(), what, 0, "needs at least one prompt");
   }
 
  private:
   std::vector<Part> parts_;
+  Reduction reduction_;
+};
+}  // namespace detail
+
+/// One prompt of an anagram: the model sees view(x); its answer is mapped back by view⁻¹ (a
+/// learned variance by the permutation only: a variance is never negated).
+template <class C>
+struct AnagramPart {
+  C condition;
+  View view;
+  template <ImageTensor T>
+  T model_input(const T& x) const { return view.apply(x); }
+  template <ImageTensor T>
+  void map_back(Prediction<T>& answer) const {
+    answer.value = view.invert(answer.value);
+    if (answer.variance) answer.variance = view.invert_positions(*answer.variance);
+  }
+};
+
+/// Visual anagrams (seed §1.8; Geng et al. 2024), generalised to N prompts: prompt i sees
+/// view_i(x); its answer is mapped back by view_i⁻¹; the answers are averaged.
+///   ε = ½ (CFG(x, p₁) + flip(CFG(flip(x), p₂)))  is  Anagram{{{p₁, identity}, {p₂, flip_vertical}}}.
+template <class C>
+class Anagram : public detail::Partwise<C, AnagramPart<C>> {
+ public:
+  using Part = AnagramPart<C>;
+  explicit Anagram(std::vector<Part> parts)
+      : detail::Partwise<C, Part>(std::move(parts), detail::Partwise<C, Part>::Reduction::mean, "anagram parts") {}
+};
+
+/// One prompt of a factorized image: the model sees x; its answer (and a learned variance) passes
+/// the part's filter.
+template <class C>
+struct FactorizedPart {
+  C condition;
+  Filter filter;
+  template <ImageTensor T>
+  T model_input(const T& x) const { return x; }
+  template <ImageTensor T>
+  void map_back(Prediction<T>& answer) const {
+    answer.value = filter(answer.value);
+    if (answer.variance) answer.variance = filter(*answer.variance);
+  }
 };
 
 /// Factorized images (seed §1.9 hybrids; Geng et al. 2024 "factorized diffusion"): prompt i's
 /// answer passes filter_i and the results are summed. The filters must sum to the identity, so a
 /// single prompt repeated gives plain sampling.
 template <class C>
-class Factorized {
+class Factorized : public detail::Partwise<C, FactorizedPart<C>> {
  public:
-  struct Part {
-    C condition;
-    Filter filter;
-  };
-  explicit Factorized(std::vector<Part> parts) : parts_(std::move(parts)) {
-    detail::require(!parts_.empty(), "factorized parts", 0, "needs at least one prompt");
+  using Part = FactorizedPart<C>;
+  explicit Factorized(std::vector<Part> parts)
+      : detail::Partwise<C, Part>(std::move(parts), detail::Partwise<C, Part>::Reduction::sum, "factorized parts") {
     std::vector<Filter> filters;
-    for (const auto& p : parts_) filters.push_back(p.filter);
+    for (const auto& p : this->parts()) filters.push_back(p.filter);
     if (!sums_to_identity(filters))
       throw invalid_option("factorized filters: they must sum to the identity (e.g. low_pass and high_pass of the same blur)");
   }
@@ -95,21 +132,6 @@ class Factorized {
   static Factorized hybrid(C low, C high, GaussianBlur blur = GaussianBlur(33, 2.0)) {
     return Factorized({{std::move(low), Filter::low_pass(blur)}, {std::move(high), Filter::high_pass(blur)}});
   }
-
-  template <ImageTensor T>
-  std::vector<T> inputs(const T& x) const { return std::vector<T>(parts_.size(), x); }
-  std::vector<C> conditions() const { return detail::conditions_of<C>(parts_); }
-  template <ImageTensor T>
-  Prediction<T> combine(std::vector<Prediction<T>> answers) const {
-    for (std::size_t i = 0; i < parts_.size(); ++i) {
-      answers[i].value = parts_[i].filter(answers[i].value);
-      if (answers[i].variance) answers[i].variance = parts_[i].filter(*answers[i].variance);
-    }
-    return weighted_sum(answers, std::vector<double>(parts_.size(), 1.0));
-  }
-
- private:
-  std::vector<Part> parts_;
 };
 
 }  // namespace scoreflow

@@ -10,7 +10,7 @@
 //   Start       tensor_type, index(), init(schedule, gen) -> StartState<T>
 //   Schedule    time_type, size(), time(i), forward(x, i, noise), step(x, i, predict, gen),
 //               renoise(x, from, to, noise)
-//   Guidance    operator()(model, inputs, time, conditions, call_site, check_finite)
+//   Guidance    operator()(call, inputs, conditions), call a ModelCall (denoiser.hpp)
 //   Combiner    inputs(x), conditions(), combine(answers)
 //   Constraint  path(n, start), check(x), apply(x, i, schedule, gen)
 //   model       fn(x, time, condition), prediction, variance (DenoiserFor, denoiser.hpp)
@@ -117,10 +117,11 @@ template <CombinerHasConditions K>
 using combiner_condition_t = std::remove_cvref_t<decltype(std::declval<const K&>().conditions()[0])>;
 
 // ---- Guidance -----------------------------------------------------------------------------------
+/// Guidance gets the model only through the call the sampler builds (ModelCall, denoiser.hpp).
 template <class G, class M, class T, class Time, class C>
-concept GuidanceFor = requires(const G& g, M& m, std::span<const T> xs, Time time, const std::vector<C>& conds,
-                               const CallSite& site) {
-  { g(m, xs, time, conds, site, true) } -> std::same_as<std::vector<Prediction<T>>>;
+concept GuidanceFor = requires(const G& g, const ModelCall<M, T, Time, C>& call, std::span<const T> xs,
+                               const std::vector<C>& conds) {
+  { g(call, xs, conds) } -> std::same_as<std::vector<Prediction<T>>>;
 };
 
 // ---- Constraint ---------------------------------------------------------------------------------
@@ -167,8 +168,8 @@ consteval bool check_sampler_policies() {
                 "time is scoreflow::Timestep for diffusion schedules and scoreflow::FlowTime for flow schedules, "
                 "condition is the combiner's condition type");
   static_assert(GuidanceFor<Guidance, Model, T, Time, C>,
-                "Guidance must be callable as (model, inputs, time, conditions, call_site, check_finite) "
-                "and return one Prediction per input; check that its condition type matches the combiner's");
+                "Guidance must be callable as (call, inputs, conditions), call a scoreflow::ModelCall, and return "
+                "one Prediction per input; check that its condition type matches the combiner's");
   static_assert(ConstraintHasPath<Constraint>,
                 "Constraint must provide path(n, start) returning the grid indices to visit");
   static_assert(ConstraintHasCheck<Constraint, T>, "Constraint must provide check(x)");

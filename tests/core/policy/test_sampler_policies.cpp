@@ -105,17 +105,20 @@ TEST_CASE_TEMPLATE("CFG policy: (1 − γ) ε_u + γ ε_c per input in one batch
     const std::span<const T> inputs(xs.data(), n);
     const std::vector<T> some_conds(conds.begin(), conds.begin() + static_cast<std::ptrdiff_t>(n));
     calls = 0;
-    const auto a = ClassifierFree<T>{gamma, uncond}(batched, inputs, Timestep{10}, some_conds, site, true);
+    const auto a = ClassifierFree<T>{gamma, uncond}(
+        ModelCall<decltype(batched), T, Timestep, T>(batched, Timestep{10}, site, true), inputs, some_conds);
     CHECK(calls == 1);
     std::vector<Opaque<T>> opaque;
     for (const auto& c : some_conds) opaque.push_back({c});
     calls = 0;
-    const auto b = ClassifierFree<Opaque<T>>{gamma, {uncond}}(one_by_one, inputs, Timestep{10}, opaque, site, true);
+    const auto b = ClassifierFree<Opaque<T>>{gamma, {uncond}}(
+        ModelCall<decltype(one_by_one), T, Timestep, Opaque<T>>(one_by_one, Timestep{10}, site, true), inputs, opaque);
     CHECK(calls == static_cast<int>(2 * n));
     std::int64_t input_batch = 0;
     auto sharing = denoiser(SharingModel<T>{&calls, &input_batch}, Parameterization::noise, VarianceOutput::learned_range);
     calls = 0;
-    const auto s = ClassifierFree<T>{gamma, uncond}(sharing, inputs, Timestep{10}, some_conds, site, true);
+    const auto s = ClassifierFree<T>{gamma, uncond}(
+        ModelCall<decltype(sharing), T, Timestep, T>(sharing, Timestep{10}, site, true), inputs, some_conds);
     CHECK(calls == 1);
     CHECK(input_batch == static_cast<std::int64_t>(n));  // x passed once, not [x, x]
     REQUIRE(s.size() == n);
@@ -208,7 +211,9 @@ TEST_CASE_TEMPLATE("anagram: the flipped prompt's answer is flipped back (seed �
   auto model = denoiser([](const T& in, Timestep, const T& c) { return ops::multiply(in, c); }, Parameterization::noise);
   const T c1 = sftest::full<T>({1, 1, 3, 2}, 1.0), c2 = sftest::full<T>({1, 1, 3, 2}, 3.0);
   Anagram<T> anagram({{c1, View::identity()}, {c2, View::flip_vertical()}});
-  auto answers = NoGuidance{}(model, anagram.inputs(x), Timestep{0}, anagram.conditions(), CallSite{0, 0}, true);
+  const auto inputs = anagram.inputs(x);
+  auto answers = NoGuidance{}(ModelCall<decltype(model), T, Timestep, T>(model, Timestep{0}, CallSite{0, 0}, true),
+                              std::span<const T>(inputs), anagram.conditions());
   const auto combined = ops::to_vector(anagram.combine(std::move(answers)).value);
   for (std::size_t i = 0; i < img.size(); ++i) CHECK(combined[i] == doctest::Approx((img[i] + 3 * img[i]) / 2));
 }
