@@ -33,21 +33,19 @@ struct StartWithoutIndex {
 
 // A schedule forwarding to a real flow schedule, minus one member per case.
 using Real = FlowSchedule<Euler>;
-struct ScheduleWithoutStep {
+struct ScheduleBase {
   using time_type = FlowTime;
   Real real{FlowGrid::uniform(4)};
   [[nodiscard]] std::size_t size() const { return real.size(); }
   [[nodiscard]] FlowTime time(std::size_t i) const { return real.time(i); }
   Array forward(const Array& x, std::size_t i, const Array& e) const { return real.forward(x, i, e); }
+};
+
+struct ScheduleWithoutStep : ScheduleBase {
   Array renoise(const Array& x, std::size_t f, std::size_t t, const Array& e) const { return real.renoise(x, f, t, e); }
 };
 
-struct ScheduleWithoutRenoise {
-  using time_type = FlowTime;
-  Real real{FlowGrid::uniform(4)};
-  [[nodiscard]] std::size_t size() const { return real.size(); }
-  [[nodiscard]] FlowTime time(std::size_t i) const { return real.time(i); }
-  Array forward(const Array& x, std::size_t i, const Array& e) const { return real.forward(x, i, e); }
+struct ScheduleWithoutRenoise : ScheduleBase {
   template <class P>
   Array step(const Array& x, std::size_t i, P&& p, Generator& g) const { return real.step(x, i, p, g); }
 };
