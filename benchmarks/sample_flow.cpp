@@ -71,8 +71,8 @@ sm::ClassConditionalUNet make_net(Variant v) {
   return net;
 }
 
-torch::Tensor labels_one_hot(std::int64_t batch) {
-  return sm::one_hot(torch::arange(batch, torch::kLong).remainder(10));
+torch::Tensor labels_one_hot(std::int64_t batch, std::int64_t classes) {
+  return sm::one_hot(torch::arange(batch, torch::kLong).remainder(classes), classes);
 }
 
 template <class Schedule>
@@ -83,6 +83,7 @@ torch::Tensor sample_once(sm::ClassConditionalUNet& net, Variant v, const Schedu
     if (on_step) on_step(info.step);
   };
   const SamplerOptions options{.check_finite = false};
+  const auto classes = sm::num_classes(net);
   if (v.two_calls) {
     auto model = denoiser(
         [&](const torch::Tensor& x, FlowTime t, const Unbatched& c) {
@@ -90,12 +91,12 @@ torch::Tensor sample_once(sm::ClassConditionalUNet& net, Variant v, const Schedu
           return net->forward(x, torch::full({x.size(0), 1}, t.value), c.c);
         },
         Parameterization::velocity);
-    Sampler s{schedule, ClassifierFree<Unbatched>{kGamma, {sm::null_condition(batch)}},
-              SinglePrompt<Unbatched>{{labels_one_hot(batch)}}, Unconstrained{}, options};
+    Sampler s{schedule, ClassifierFree<Unbatched>{kGamma, {sm::null_condition(batch, classes)}},
+              SinglePrompt<Unbatched>{{labels_one_hot(batch, classes)}}, Unconstrained{}, options};
     return s.sample(model, PureNoise<torch::Tensor>{proto}, gen, callback);
   }
-  Sampler s{schedule, ClassifierFree<torch::Tensor>{kGamma, sm::null_condition(batch)},
-            SinglePrompt<torch::Tensor>{labels_one_hot(batch)}, Unconstrained{}, options};
+  Sampler s{schedule, ClassifierFree<torch::Tensor>{kGamma, sm::null_condition(batch, classes)},
+            SinglePrompt<torch::Tensor>{labels_one_hot(batch, classes)}, Unconstrained{}, options};
   std::optional<torch::InferenceMode> guard;
   if (v.inference_mode) guard.emplace();
   auto run = [&](auto model) {

@@ -29,7 +29,7 @@ namespace {
 enum class Kind { uncond, time, cls };
 enum class Layout { contiguous, channels_last };
 
-tr::TrainingBatch random_batch(std::int64_t batch, Layout layout) {
+scoreflow::Batch random_batch(std::int64_t batch, Layout layout) {
   torch::manual_seed(1);
   auto images = torch::rand({batch, 1, 28, 28});
   if (layout == Layout::channels_last) images = images.contiguous(torch::MemoryFormat::ChannelsLast);

@@ -101,7 +101,8 @@ inline torch::Tensor sample_class_flow(scoreflow::models::ClassConditionalUNet n
   const auto n = labels.size(0);
   for (std::int64_t done = 0; done < n; done += s.chunk) {
     const auto k = std::min(s.chunk, n - done);
-    const auto cond = scoreflow::models::one_hot(labels.slice(0, done, done + k)).to(device);
+    const auto cond =
+        scoreflow::models::one_hot(labels.slice(0, done, done + k), scoreflow::models::num_classes(net)).to(device);
     parts.push_back(with_solver(s.solver, s.steps, [&](auto schedule) {
       scoreflow::Sampler sampler{schedule, scoreflow::ClassifierFree<torch::Tensor>{s.gamma, torch::zeros_like(cond)},
                                  scoreflow::SinglePrompt<torch::Tensor>{cond}};

@@ -54,7 +54,7 @@ struct PartAConfig {
     c.lr = 2e-3;  // 376 steps instead of 1,400: a larger step compensates
     // Measured (D = 32, same data and seed, strided grid, γ = 7, 200 samples): ε-prediction,
     // batch 64, 4 epochs: CAS 73.5%, FD 269; v-prediction, same run: CAS 100%, FD 304; v, batch
-    // 32, 2 epochs (104 s): CAS 100%, FD 215. See DDPMNoise for why v.
+    // 32, 2 epochs (104 s): CAS 100%, FD 215. See DiffusionObjective for why v.
     c.prediction = scoreflow::Parameterization::velocity;
     c.eval_steps = 0;  // the seed's strided grid (34 steps)
     c.eval_uncond = 100;
@@ -99,7 +99,9 @@ struct DDPM {
 
   [[nodiscard]] Step strided() const { return Step{table, scoreflow::DiffusionGrid::strided(990, 30)}; }
   [[nodiscard]] Step spaced(int steps) const { return Step{table, scoreflow::DiffusionGrid::spaced(steps)}; }
-  [[nodiscard]] T prompt(const T& labels) const { return sm::one_hot(labels.to(torch::kLong)).to(device); }
+  [[nodiscard]] T prompt(const T& labels) const {
+    return sm::one_hot(labels.to(torch::kLong), sm::num_classes(net)).to(device);
+  }
   [[nodiscard]] T prompt(std::int64_t digit, std::int64_t n) const { return prompt(torch::full({n}, digit, torch::kLong)); }
   [[nodiscard]] T noise_shape(std::int64_t n) const { return torch::zeros({n, 1, 28, 28}, device); }
   [[nodiscard]] scoreflow::ClassifierFree<T> cfg(const T& cond) const { return {gamma, torch::zeros_like(cond)}; }
@@ -222,12 +224,12 @@ inline detail::DDPM part_a_model(const PartAConfig& cfg, PartAContext& ctx, Repo
                              std::to_string(cfg.seed) + "_" + scoreflow::to_string(cfg.prediction);
   tr::TrainOptions o{.epochs = cfg.epochs, .batch_size = cfg.batch, .lr = cfg.lr, .lr_decay = tr::seed_lr_decay(cfg.epochs),
                      .seed = cfg.seed, .device = cfg.device, .log_every = 10, .checkpoint_dir = ctx.cache / run_id};
-  tr::Trainer trainer(net, tr::DDPMNoise<tr::ClassDropout>{scoreflow::NoiseSchedule::cosine(), tr::ClassDropout{cfg.p_uncond}, cfg.prediction}, o);
+  tr::Trainer trainer(net, tr::DiffusionObjective<tr::ClassDropout>{scoreflow::NoiseSchedule::cosine(), tr::ClassDropout{cfg.p_uncond}, cfg.prediction}, o);
   const auto data = tr::tensor_source(detail::to_model(ctx.train.images), ctx.train.labels);
   auto run = train_cached("a0_ddpm", "class-conditioned DDPM", trainer, data, report, [](const tr::EpochSummary&) {});
   const std::string name = "ClassConditionalUNet D = " + std::to_string(cfg.hidden) + " DDPM";
   report.add({"A 0", "Training loss of our 'pretrained' DDPM", "a0_ddpm_loss.png",
-              name + ": " + prediction_text(cfg.prediction) + " (DDPMNoise), cosine schedule, T = 1000, input t/1000, class dropout p = " + fmt(cfg.p_uncond) +
+              name + ": " + prediction_text(cfg.prediction) + " (DiffusionObjective), cosine schedule, T = 1000, input t/1000, class dropout p = " + fmt(cfg.p_uncond) +
                   ", MNIST scaled to [−1, 1], batch " + std::to_string(cfg.batch) + ", Adam " + fmt(cfg.lr) +
                   " with decay 0.1^(1/epochs), " + std::to_string(cfg.epochs) + " epochs on " + std::to_string(ctx.train.size()) +
                   " images, seed " + std::to_string(cfg.seed),

@@ -363,7 +363,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
   // ---- the core's policies on this model: anagram, hybrid, inpainting ----
   {
     auto model = sm::flow_velocity(main_net);
-    const auto onehot = [&](std::int64_t d, std::int64_t n) { return sm::one_hot(torch::full({n}, d, torch::kLong)).to(cfg.device); };
+    const auto onehot = [&](std::int64_t d, std::int64_t n) { return sm::one_hot(torch::full({n}, d, torch::kLong), sm::num_classes(main_net)).to(cfg.device); };
     const std::int64_t n = 8;
     const auto null = torch::zeros({n, 10}, cfg.device);
     const auto proto = torch::zeros({n, 1, 28, 28}, cfg.device);
@@ -387,7 +387,7 @@ inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& repor
       const auto orig = ctx.test.images.slice(0, 0, n).to(cfg.device);
       auto mask = torch::zeros_like(orig);
       mask.slice(3, 14, 28).fill_(1.0);
-      const auto inpainted = scoreflow::Sampler{schedule, cfg_guidance, scoreflow::SinglePrompt<C>{sm::one_hot(ctx.test.labels.slice(0, 0, n)).to(cfg.device)},
+      const auto inpainted = scoreflow::Sampler{schedule, cfg_guidance, scoreflow::SinglePrompt<C>{sm::one_hot(ctx.test.labels.slice(0, 0, n), sm::num_classes(main_net)).to(cfg.device)},
                                                 scoreflow::Inpaint<C>{orig, mask}}
                                  .sample(model, scoreflow::PureNoise<C>{proto}, g3).cpu();
       rows.push_back(orig.cpu() * (1 - mask.cpu()));

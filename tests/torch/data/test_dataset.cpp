@@ -1,4 +1,5 @@
-// Data sets from IDX pairs, locating MNIST-style files, seeded shuffling and batching.
+// Data sets from IDX pairs, locating MNIST-style files, seeded shuffling and batching (dataset.hpp,
+// batching.hpp).
 #include <torch/types.h>
 
 #include <algorithm>
@@ -141,6 +142,26 @@ TEST_CASE("dataset: BatchLoader order depends only on (seed, epoch)") {
   // The epoch range outlives a temporary loader.
   auto detached = BatchLoader(data, {.batch_size = 50, .shuffle = false}).epoch(0);
   CHECK(batch_indices(detached[0]).size() == 50);
+  // One shuffle for the loader and the trainer (batching.hpp).
+  CHECK(a.epoch_order(3) == shuffled_order(50, 1, 3));
+}
+
+TEST_CASE("dataset: EpochBatches cuts an order into batches, with or without labels") {
+  const auto data = indexed_dataset(7);
+  const std::vector<std::int64_t> order{6, 5, 4, 3, 2, 1, 0};
+  CHECK(batch_count(7, 3, false) == 3);
+  CHECK(batch_count(7, 3, true) == 2);
+  CHECK(batch_count(6, 3, false) == 2);
+  const EpochBatches kept(data.images, data.labels, order, 3, /*drop_last=*/false, torch::kCPU);
+  REQUIRE(kept.size() == 3);
+  CHECK(batch_indices(kept[0]) == std::vector<std::int64_t>{6, 5, 4});
+  CHECK(batch_indices(kept[2]) == std::vector<std::int64_t>{0});
+  CHECK(kept[2].labels.item<std::int64_t>() == 0);
+  const EpochBatches unlabelled(data.images, torch::Tensor{}, order, 3, /*drop_last=*/true, torch::kCPU);
+  CHECK(unlabelled.size() == 2);
+  CHECK_FALSE(unlabelled[1].labels.defined());
+  CHECK(batch_indices(unlabelled[1]) == std::vector<std::int64_t>{3, 2, 1});
+  CHECK_THROWS_AS(unlabelled[2], invalid_option);
 }
 
 TEST_CASE("dataset: BatchLoader options are validated and batches go to the device") {

@@ -26,7 +26,7 @@ torch::Tensor noise_images(std::int64_t n, std::int64_t seed) {
 }  // namespace
 
 TEST_CASE_FIXTURE(SingleThread, "one_hot and null_condition") {
-  const auto c = one_hot(torch::tensor({3, 0, 9}, torch::kLong));
+  const auto c = one_hot(torch::tensor({3, 0, 9}, torch::kLong), 10);
   REQUIRE(c.sizes() == torch::IntArrayRef{3, 10});
   CHECK((c.scalar_type() == torch::kFloat32));
   CHECK(c.sum().item<double>() == 3.0);
@@ -34,13 +34,13 @@ TEST_CASE_FIXTURE(SingleThread, "one_hot and null_condition") {
   CHECK(c[1][0].item<double>() == 1.0);
   CHECK(c[2][9].item<double>() == 1.0);
   CHECK(one_hot(torch::tensor({1}, torch::kLong), 4).sizes() == torch::IntArrayRef{1, 4});
-  CHECK_THROWS_WITH_AS(one_hot(torch::tensor({10}, torch::kLong)), doctest::Contains("label 10"), invalid_option);
-  CHECK_THROWS_WITH_AS(one_hot(torch::tensor({-1}, torch::kLong)), doctest::Contains("label -1"), invalid_option);
-  CHECK_THROWS_AS(one_hot(torch::zeros({2, 2}, torch::kLong)), shape_error);
-  const auto z = null_condition(5);
+  CHECK_THROWS_WITH_AS(one_hot(torch::tensor({10}, torch::kLong), 10), doctest::Contains("label 10"), invalid_option);
+  CHECK_THROWS_WITH_AS(one_hot(torch::tensor({-1}, torch::kLong), 10), doctest::Contains("label -1"), invalid_option);
+  CHECK_THROWS_AS(one_hot(torch::zeros({2, 2}, torch::kLong), 10), shape_error);
+  const auto z = null_condition(5, 10);
   CHECK(z.sizes() == torch::IntArrayRef{5, 10});
   CHECK(z.abs().sum().item<double>() == 0.0);
-  CHECK_THROWS_AS(null_condition(0), invalid_option);
+  CHECK_THROWS_AS(null_condition(0, 10), invalid_option);
 }
 
 TEST_CASE_FIXTURE(SingleThread, "flow_velocity: FlowTime t becomes t as N×1; eval and no-grad; the module's mode is restored") {
@@ -72,7 +72,7 @@ TEST_CASE_FIXTURE(SingleThread, "flow_velocity of the class model: one-hot condi
   torch::manual_seed(12);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   const auto x = noise_images(2, 2);
-  const auto c = one_hot(torch::tensor({4, 8}, torch::kLong));
+  const auto c = one_hot(torch::tensor({4, 8}, torch::kLong), 10);
   calibrate_batchnorm(net, x, torch::rand({2, 1}), c);
   auto model = flow_velocity(net);
   const auto cond = model.fn(x, FlowTime{0.5}, c);
@@ -94,7 +94,7 @@ TEST_CASE_FIXTURE(SingleThread, "ddpm_noise_predictor: Timestep t enters as t/T;
   net->eval();
   tnet->eval();
   const auto x = noise_images(2, 3);
-  const auto c = one_hot(torch::tensor({1, 2}, torch::kLong));
+  const auto c = one_hot(torch::tensor({1, 2}, torch::kLong), 10);
   auto model = ddpm_noise_predictor(net);
   CHECK(model.prediction == Parameterization::noise);
   torch::NoGradGuard g;
@@ -113,14 +113,44 @@ TEST_CASE_FIXTURE(SingleThread, "ddpm_noise_predictor: Timestep t enters as t/T;
   CHECK_THROWS_AS(ddpm_predictor(net, Parameterization::velocity, 0), invalid_option);
 }
 
+namespace {
+/// A class-conditioned net that does not say how many classes it has.
+struct AnonymousClassesImpl : torch::nn::Module {
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) { return x; }
+};
+TORCH_MODULE(AnonymousClasses);
+}  // namespace
+
+TEST_CASE_FIXTURE(SingleThread, "the adapters take the class count from the net: NoCondition is its all-zero c") {
+  torch::manual_seed(18);
+  ClassConditionalUNet net(UNetOptions{.hidden = 4, .num_classes = 3});
+  net->eval();
+  CHECK(num_classes(net) == 3);
+  const auto x = noise_images(2, 8);
+  torch::NoGradGuard g;
+  const auto zeros = null_condition(2, num_classes(net));
+  CHECK(zeros.sizes() == torch::IntArrayRef{2, 3});
+  CHECK(torch::equal(flow_velocity(net).fn(x, FlowTime{0.5}, NoCondition{}), net(x, torch::full({2, 1}, 0.5), zeros)));
+  CHECK(torch::equal(ddpm_noise_predictor(net, 10).fn(x, Timestep{5}, NoCondition{}),
+                     net(x, torch::full({2, 1}, 0.5), zeros)));
+  const auto c = one_hot(torch::tensor({2, 0}, torch::kLong), num_classes(net));
+  CHECK(torch::equal(flow_velocity(net).fn(x, FlowTime{0.5}, c), net(x, torch::full({2, 1}, 0.5), c)));
+  // Without options().num_classes there is no "no class" vector to build: only a tensor c is accepted.
+  using Anonymous = decltype(flow_velocity(AnonymousClasses()).fn);
+  static_assert(std::invocable<Anonymous&, const torch::Tensor&, FlowTime, const torch::Tensor&>);
+  static_assert(!std::invocable<Anonymous&, const torch::Tensor&, FlowTime, const NoCondition&>);
+  static_assert(!DeclaresClasses<AnonymousClasses>);
+  static_assert(DeclaresClasses<ClassConditionalUNet>);
+}
+
 TEST_CASE_FIXTURE(SingleThread, "flow sampler with classifier-free guidance (γ = 5) on the class UNet: finite, right shape (seed §2.6)") {
   torch::manual_seed(14);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
   const auto labels = torch::tensor({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, torch::kLong);
-  calibrate_batchnorm(net, noise_images(10, 4), torch::rand({10, 1}), one_hot(labels));
+  calibrate_batchnorm(net, noise_images(10, 4), torch::rand({10, 1}), one_hot(labels, 10));
   auto model = flow_velocity(net);
-  const auto onehot = one_hot(labels);
-  const auto zeros = null_condition(10);
+  const auto onehot = one_hot(labels, 10);
+  const auto zeros = null_condition(10, 10);
   const auto proto = torch::zeros({10, 1, 28, 28});
   net->train();  // the adapter evaluates in eval mode and restores this
 
@@ -168,11 +198,11 @@ TEST_CASE_FIXTURE(SingleThread, "flow sampler with the time-only UNet (seed §2.
 TEST_CASE_FIXTURE(SingleThread, "DDPM sampler with classifier-free guidance on the class UNet's noise predictor") {
   torch::manual_seed(16);
   ClassConditionalUNet net(UNetOptions{.hidden = 8});
-  const auto c = one_hot(torch::tensor({3, 3, 5}, torch::kLong));
+  const auto c = one_hot(torch::tensor({3, 3, 5}, torch::kLong), 10);
   calibrate_batchnorm(net, noise_images(3, 6), torch::rand({3, 1}), c);
   auto model = ddpm_noise_predictor(net);
   Sampler s{DiffusionSchedule<DDPMStep>{NoiseSchedule::cosine(), DiffusionGrid::spaced(10)},
-            ClassifierFree<torch::Tensor>{3.0, null_condition(3)}, SinglePrompt<torch::Tensor>{c}};
+            ClassifierFree<torch::Tensor>{3.0, null_condition(3, 10)}, SinglePrompt<torch::Tensor>{c}};
   Generator gen(5);
   const auto out = s.sample(model, PureNoise<torch::Tensor>{torch::zeros({3, 1, 28, 28})}, gen);
   CHECK(out.sizes() == torch::IntArrayRef{3, 1, 28, 28});

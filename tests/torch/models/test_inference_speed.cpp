@@ -35,7 +35,7 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "fold_batchnorm: class-conditioned UNet 
   sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
   const auto x = torch::randn({6, 1, 28, 28});
   const auto t = torch::rand({6, 1});
-  const auto c = sm::one_hot(torch::tensor({0, 1, 2, 3, 4, 5}, torch::kLong));
+  const auto c = sm::one_hot(torch::tensor({0, 1, 2, 3, 4, 5}, torch::kLong), 10);
   perturb_batchnorm_affine(net);
   sftest::calibrate_batchnorm(net, x, t, c);
   torch::NoGradGuard g;
@@ -76,12 +76,64 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "fold_batchnorm: unconditional and time-
   CHECK(max_abs_diff(tb, tnet->forward(x, t)) < 1e-5);
 }
 
+TEST_CASE_FIXTURE(sftest::SingleThread, "fold_batchnorm: every Conv–BatchNorm–GELU block kind, forward and forward_joined") {
+  // a: k·N×Ca×S×S, shared: N×Cs×S×S; the whole input is [a; shared repeated k times].
+  auto check = [](const char* kind, auto block, std::int64_t ca, std::int64_t cs, std::int64_t size) {
+    CAPTURE(kind);
+    torch::manual_seed(9);
+    const std::int64_t n = 3, k = 2;
+    const auto a = torch::randn({k * n, ca, size, size}), shared = torch::randn({n, cs, size, size});
+    const auto whole = torch::cat({a, shared.repeat({k, 1, 1, 1})}, 1);
+    perturb_batchnorm_affine(block);
+    sftest::calibrate_batchnorm(block, whole);
+    torch::NoGradGuard g;
+    const auto before = block->forward(whole);
+    CHECK(max_abs_diff(block->forward_joined(a, shared), before) < 1e-5);
+    CHECK_FALSE(block->batchnorm_folded());
+    CHECK(sm::fold_batchnorm(block) == 1);
+    CHECK(block->batchnorm_folded());
+    CHECK(sm::fold_batchnorm(block) == 0);
+    const double scale = std::max(1.0, before.abs().max().template item<double>());
+    CHECK(max_abs_diff(block->forward(whole), before) < 1e-5 * scale);
+    CHECK(max_abs_diff(block->forward_joined(a, shared), before) < 1e-5 * scale);
+    // the BatchNorm is left as the identity, so the weights still load into an unfolded block
+    CHECK(torch::equal(block->bn->running_mean, torch::zeros_like(block->bn->running_mean)));
+    CHECK(torch::equal(block->bn->weight, torch::ones_like(block->bn->weight)));
+  };
+  check("Conv", sm::Conv(3 + 2, 4), 3, 2, 8);
+  check("DownConv", sm::DownConv(3 + 2, 4), 3, 2, 8);
+  check("UpConv", sm::UpConv(3 + 2, 4), 3, 2, 7);
+  check("Unflatten", sm::Unflatten(5, 7), 3, 2, 1);
+}
+
+namespace {
+/// A module of the user's that folds: fold_batchnorm finds it through the interface alone.
+struct CountingFold : torch::nn::Module, sm::BatchNormFoldable {
+  int folds = 0;
+  void fold_batchnorm() override { ++folds; }
+  [[nodiscard]] bool batchnorm_folded() const override { return folds > 0; }
+};
+}  // namespace
+
+TEST_CASE_FIXTURE(sftest::SingleThread, "fold_batchnorm walks any module tree for BatchNormFoldable modules") {
+  auto net = std::make_shared<torch::nn::Module>();
+  auto own = net->register_module("own", std::make_shared<CountingFold>());
+  net->register_module("block", sm::ConvBlock(1, 2));
+  net->register_module("linear", torch::nn::Linear(2, 2));  // nothing to fold
+  net->train();
+  CHECK(sm::fold_batchnorm(net) == 3);  // own + ConvBlock's two Convs
+  CHECK_FALSE(net->is_training());
+  CHECK(own->folds == 1);
+  CHECK(sm::fold_batchnorm(net) == 0);
+  CHECK(own->folds == 1);
+}
+
 TEST_CASE_FIXTURE(sftest::SingleThread, "to_channels_last: same output with NHWC weights and input") {
   torch::manual_seed(4);
   sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
   const auto x = torch::randn({3, 1, 28, 28});
   const auto t = torch::rand({3, 1});
-  const auto c = sm::one_hot(torch::tensor({7, 8, 9}, torch::kLong));
+  const auto c = sm::one_hot(torch::tensor({7, 8, 9}, torch::kLong), 10);
   sftest::calibrate_batchnorm(net, x, t, c);
   torch::NoGradGuard g;
   const auto before = net->forward(x, t, c);
@@ -97,7 +149,7 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "micro_batched: chunked model calls give
   torch::manual_seed(5);
   sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
   const auto x = torch::randn({7, 1, 28, 28});
-  const auto c = sm::one_hot(torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong));
+  const auto c = sm::one_hot(torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong), 10);
   sftest::calibrate_batchnorm(net, x, torch::rand({7, 1}), c);
   auto whole = sm::flow_velocity(net);
   auto chunked = sm::micro_batched(sm::flow_velocity(net), 3);  // 3 + 3 + 1
@@ -133,14 +185,14 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "forward_under_conditions: each image un
   const std::int64_t n = 5;
   const auto x = torch::randn({n, 1, 28, 28});
   perturb_batchnorm_affine(net);
-  sftest::calibrate_batchnorm(net, x, torch::rand({n, 1}), sm::one_hot(torch::arange(n, torch::kLong)));
+  sftest::calibrate_batchnorm(net, x, torch::rand({n, 1}), sm::one_hot(torch::arange(n, torch::kLong), 10));
   torch::NoGradGuard g;
   for (const bool folded : {false, true}) {
     CAPTURE(folded);
     if (folded) sm::fold_batchnorm(net);
     for (const std::int64_t k : {1, 2, 3}) {
       CAPTURE(k);
-      const auto c = sm::one_hot(torch::randint(0, 10, {k * n}, torch::kLong));
+      const auto c = sm::one_hot(torch::randint(0, 10, {k * n}, torch::kLong), 10);
       c[0].zero_();  // the "no class" row of CFG too
       const auto t = torch::rand({k * n, 1});
       const auto repeated = x.repeat({k, 1, 1, 1});
@@ -154,11 +206,11 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "forward_under_conditions: each image un
     }
   }
   const auto t = torch::rand({1, 1});
-  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, t, sm::one_hot(torch::zeros({7}, torch::kLong))),
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, t, sm::one_hot(torch::zeros({7}, torch::kLong), 10)),
                        doctest::Contains("c must be k·N×10 with N = 5"), scoreflow::shape_error);
   CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, t, torch::zeros({10})), doctest::Contains("c must be k·N×10"),
                        scoreflow::shape_error);
-  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, torch::rand({3, 1}), sm::one_hot(torch::zeros({10}, torch::kLong))),
+  CHECK_THROWS_WITH_AS(net->forward_under_conditions(x, torch::rand({3, 1}), sm::one_hot(torch::zeros({10}, torch::kLong), 10)),
                        doctest::Contains("t must be N×1 with N = 10"), scoreflow::shape_error);
   CHECK_THROWS_WITH_AS(net->forward_under_conditions(torch::zeros({0, 1, 28, 28}), t, torch::zeros({2, 10})),
                        doctest::Contains("with N = 0"), scoreflow::shape_error);
@@ -176,9 +228,9 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "under_conditions through the adapters a
   sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = 8});
   const std::int64_t n = 7;
   const auto x = torch::randn({n, 1, 28, 28});
-  sftest::calibrate_batchnorm(net, x, torch::rand({n, 1}), sm::one_hot(torch::arange(n, torch::kLong)));
+  sftest::calibrate_batchnorm(net, x, torch::rand({n, 1}), sm::one_hot(torch::arange(n, torch::kLong), 10));
   sm::fold_batchnorm(net);
-  const auto c = torch::cat({sm::null_condition(n), sm::one_hot(torch::arange(n, torch::kLong))});
+  const auto c = torch::cat({sm::null_condition(n, 10), sm::one_hot(torch::arange(n, torch::kLong), 10)});
   const auto repeated = x.repeat({2, 1, 1, 1});
   auto flow = sm::flow_velocity(net);
   static_assert(scoreflow::SharesInputAcrossConditions<decltype(flow.fn), torch::Tensor, scoreflow::FlowTime, torch::Tensor>);
@@ -200,10 +252,10 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "under_conditions through the adapters a
   using namespace scoreflow;
   auto plain = denoiser([&](const torch::Tensor& xs, FlowTime t, const torch::Tensor& cs) { return flow.fn(xs, t, cs); },
                         Parameterization::velocity);
-  const auto labels = sm::one_hot(torch::arange(n, torch::kLong));
+  const auto labels = sm::one_hot(torch::arange(n, torch::kLong), 10);
   auto sample = [&](auto& model) {
     Generator gen(11);
-    Sampler s{FlowSchedule<Heun>{FlowGrid::uniform(4)}, ClassifierFree<torch::Tensor>{5.0, sm::null_condition(n)},
+    Sampler s{FlowSchedule<Heun>{FlowGrid::uniform(4)}, ClassifierFree<torch::Tensor>{5.0, sm::null_condition(n, 10)},
               SinglePrompt<torch::Tensor>{labels}};
     return s.sample(model, PureNoise<torch::Tensor>{torch::zeros({n, 1, 28, 28})}, gen);
   };

@@ -121,7 +121,7 @@ TEST_CASE_FIXTURE(SingleThread, "FlowMatching builds x_t = (1 − t) x₀ + t x�
   const auto data = synthetic_digits(6, 1);
   TimeRecorder net;
   TrainingRng rng(5), replay(5);
-  const auto loss = FlowMatching{}(net, TrainingBatch{data.images, data.labels}, rng);
+  const auto loss = FlowMatching{}(net, Batch{data.images, data.labels}, rng);
   const auto x0 = replay.normal_like(data.images);
   const auto t = replay.uniform(6, data.images.options());
   REQUIRE(net->seen_t.sizes() == torch::IntArrayRef{6, 1});
@@ -138,7 +138,7 @@ TEST_CASE_FIXTURE(SingleThread, "class dropout zeroes the one-hot condition with
   const auto data = synthetic_digits(4000, 2);
   Recorder net;
   TrainingRng rng(3);
-  FlowMatching{ClassDropout{.p_uncond = 0.3}}(net, TrainingBatch{data.images, data.labels}, rng);
+  FlowMatching{ClassDropout{.p_uncond = 0.3}}(net, Batch{data.images, data.labels}, rng);
   const auto c = net->seen_c;
   REQUIRE(c.sizes() == torch::IntArrayRef{4000, 10});
   const auto kept = c.sum(1);
@@ -148,23 +148,23 @@ TEST_CASE_FIXTURE(SingleThread, "class dropout zeroes the one-hot condition with
   const auto rows = kept == 1;
   CHECK(torch::equal(c.index({rows}).argmax(1), data.labels.index({rows})));
   // p_uncond = 0 keeps every class, 1 drops every class.
-  FlowMatching{ClassDropout{.p_uncond = 0.0}}(net, TrainingBatch{data.images, data.labels}, rng);
+  FlowMatching{ClassDropout{.p_uncond = 0.0}}(net, Batch{data.images, data.labels}, rng);
   CHECK(net->seen_c.sum().item<double>() == 4000.0);
-  FlowMatching{ClassDropout{.p_uncond = 1.0}}(net, TrainingBatch{data.images, data.labels}, rng);
+  FlowMatching{ClassDropout{.p_uncond = 1.0}}(net, Batch{data.images, data.labels}, rng);
   CHECK(net->seen_c.sum().item<double>() == 0.0);
   CHECK_THROWS_WITH_AS(FlowMatching{ClassDropout{.p_uncond = 1.5}}, doctest::Contains("p_uncond = 1.5"),
                        invalid_option);
   TrainingRng r(1);
-  CHECK_THROWS_WITH_AS(FlowMatching{ClassDropout{}}(net, TrainingBatch{data.images, torch::Tensor{}}, r),
+  CHECK_THROWS_WITH_AS(FlowMatching{ClassDropout{}}(net, Batch{data.images, torch::Tensor{}}, r),
                        doctest::Contains("labels"), shape_error);
 }
 
-TEST_CASE_FIXTURE(SingleThread, "DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with t ~ U{0 … T−1}; the net sees t/T") {
+TEST_CASE_FIXTURE(SingleThread, "DiffusionObjective: x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with t ~ U{0 … T−1}; the net sees t/T") {
   const auto data = synthetic_digits(8, 3);
   const auto schedule = NoiseSchedule::cosine(50);
   TimeRecorder net;
   TrainingRng rng(9), replay(9);
-  const auto loss = DDPMNoise<NoClass>{schedule}(net, TrainingBatch{data.images, data.labels}, rng);
+  const auto loss = DiffusionObjective<NoClass>{schedule}(net, Batch{data.images, data.labels}, rng);
   const auto t = replay.integers(8, 50);
   const auto eps = replay.normal_like(data.images);
   CHECK(torch::allclose(net->seen_t, (t.to(torch::kFloat32) / 50.0).view({8, 1})));
@@ -176,16 +176,16 @@ TEST_CASE_FIXTURE(SingleThread, "DDPMNoise: x_t = √ᾱ_t x₀ + √(1 − ᾱ_
   CHECK(loss.item<double>() == doctest::Approx(torch::mse_loss(net->seen_x, eps).item<double>()));
 }
 
-TEST_CASE_FIXTURE(SingleThread, "DDPMNoise with a v or x₀ target: the same x_t, the loss against v = √ᾱ ε − √(1 − ᾱ) x₀ or x₀") {
+TEST_CASE_FIXTURE(SingleThread, "DiffusionObjective with a v or x₀ target: the same x_t, the loss against v = √ᾱ ε − √(1 − ᾱ) x₀ or x₀") {
   const auto data = synthetic_digits(8, 3);
   const auto schedule = NoiseSchedule::cosine(50);
   for (const auto target : {Parameterization::velocity, Parameterization::sample}) {
     CAPTURE(to_string(target));
     TimeRecorder net;  // returns its input, so the loss is ‖x_t − target‖²
     TrainingRng rng(9), replay(9);
-    const DDPMNoise<NoClass> objective{schedule, {}, target};
+    const DiffusionObjective<NoClass> objective{schedule, {}, target};
     CHECK(objective.target() == target);
-    const auto loss = objective(net, TrainingBatch{data.images, data.labels}, rng);
+    const auto loss = objective(net, Batch{data.images, data.labels}, rng);
     const auto t = replay.integers(8, 50);
     const auto eps = replay.normal_like(data.images);
     auto expected_target = data.images.clone();
@@ -206,10 +206,10 @@ TEST_CASE_FIXTURE(SingleThread, "Denoising: z = x + σε (σ = 0.5) or z = ε, t
   auto net = std::make_shared<IdentityImpl>();
   const auto data = synthetic_digits(4, 4);
   TrainingRng rng(2), replay(2);
-  const auto l = Denoising{0.5}(net, TrainingBatch{data.images, {}}, rng);
+  const auto l = Denoising{0.5}(net, Batch{data.images, {}}, rng);
   const auto eps = replay.normal_like(data.images);
   CHECK(l.item<double>() == doctest::Approx((0.25 * eps.square().mean()).item<double>()).epsilon(1e-5));
-  const auto p = Denoising::pure_noise()(net, TrainingBatch{data.images, {}}, rng);
+  const auto p = Denoising::pure_noise()(net, Batch{data.images, {}}, rng);
   const auto eps2 = replay.normal_like(data.images);
   CHECK(p.item<double>() == doctest::Approx(torch::mse_loss(eps2, data.images).item<double>()).epsilon(1e-5));
   CHECK_THROWS_AS(Denoising{-0.1}, invalid_option);
@@ -246,7 +246,7 @@ TEST_CASE_FIXTURE(SingleThread, "training lowers the loss for every objective (D
   }
   SUBCASE("DDPM ε-prediction, cosine schedule, class dropout") {
     torch::manual_seed(0);
-    auto [before, after] = loss_drop(ClassConditionalUNet(UNetOptions{.hidden = 8}), DDPMNoise{}, data, steps, lr);
+    auto [before, after] = loss_drop(ClassConditionalUNet(UNetOptions{.hidden = 8}), DiffusionObjective{}, data, steps, lr);
     CHECK(after < 0.7 * before);
   }
 }
@@ -265,6 +265,10 @@ TEST_CASE_FIXTURE(SingleThread, "shuffled_order is a permutation fixed by (seed,
   std::iota(identity.begin(), identity.end(), 0);
   CHECK(a != identity);
   CHECK(shuffled_order(0, 1, 0).empty());
+  // Pinned: every trained model of the seed's deliverables (and every checkpoint to resume) was
+  // shuffled with this order.
+  CHECK(shuffled_order(10, 1, 0) == std::vector<std::int64_t>{7, 6, 5, 9, 8, 0, 1, 2, 3, 4});
+  CHECK(shuffled_order(10, 1, 2) == std::vector<std::int64_t>{4, 0, 2, 3, 7, 6, 8, 5, 1, 9});
 }
 
 TEST_CASE_FIXTURE(SingleThread, "tensor_source: every sample once per epoch, labels follow images, short last batch") {
@@ -295,17 +299,21 @@ TEST_CASE_FIXTURE(SingleThread, "loader_source plugs scoreflow::BatchLoader (dat
   const BatchLoader loader(ImageDataset{data.images, data.labels}, {.batch_size = 16, .seed = 4});
   auto source = loader_source(loader);
   CHECK(source.batches_per_epoch(16) == 3);
-  // The stream yields the loader's own batches, in its order.
-  auto stream = source.open({1, 16, 0});
   const auto epoch = loader.epoch(1);
-  for (std::int64_t i = 0; i < epoch.size(); ++i) {
-    auto b = stream();
-    REQUIRE(b.has_value());
-    CHECK(torch::equal(b->images, epoch[i].images));
-    CHECK(torch::equal(b->labels, epoch[i].labels));
-  }
-  CHECK_FALSE(stream().has_value());
+  const auto yields_epoch = [&](BatchStream stream) {
+    for (std::int64_t i = 0; i < epoch.size(); ++i) {
+      auto b = stream();
+      REQUIRE(b.has_value());
+      CHECK(torch::equal(b->images, epoch[i].images));
+      CHECK(torch::equal(b->labels, epoch[i].labels));
+    }
+    CHECK_FALSE(stream().has_value());
+  };
+  // The stream yields the loader's own batches, in its order (the request's seed is not used).
+  yields_epoch(source.open({1, 16, 0}));
   CHECK_THROWS_WITH_AS(source.open({0, 32, 0}), doctest::Contains("batch_size = 32"), invalid_option);
+  // One batching path: a loader with the trainer's seed yields tensor_source's batches.
+  yields_epoch(tensor_source(data.images, data.labels).open({1, 16, 4}));
 
   torch::manual_seed(0);
   Trainer trainer(ClassConditionalUNet(UNetOptions{.hidden = 2}), FlowMatching{ClassDropout{}},
@@ -555,6 +563,46 @@ TEST_CASE_FIXTURE(SingleThread, "a checkpoint of another configuration fails, na
                          checkpoint_error);
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE_FIXTURE(SingleThread, "load_checkpoint (the one way in) restores everything, and checks the seed when asked") {
+  const auto dir = temp_dir("free");
+  const auto data = synthetic_digits(32, 2);
+  torch::manual_seed(0);
+  TimeConditionalUNet net(UNetOptions{.hidden = 2});
+  Trainer t(net, FlowMatching{}, TrainOptions{.epochs = 2, .batch_size = 16, .lr = 1e-3, .seed = 6, .max_steps = 3});
+  t.fit(tensor_source(data.images, data.labels));
+  t.save_checkpoint(dir / "c.pt");
+
+  torch::manual_seed(1);
+  TimeConditionalUNet other(UNetOptions{.hidden = 2});
+  torch::optim::Adam adam(other->parameters());
+  TrainingState state;
+  TrainingRng rng(0);
+  CHECK_THROWS_WITH_AS(load_checkpoint(dir / "c.pt", *other, adam, state, rng, std::uint64_t{7}),
+                       doctest::Contains("seed = 6, but options.seed = 7"), checkpoint_error);
+  CHECK_FALSE(same_weights(*net, *other));  // a refused checkpoint leaves the model as it was
+  load_checkpoint(dir / "c.pt", *other, adam, state, rng, std::uint64_t{6});
+  CHECK(same_weights(*net, *other));
+  CHECK(state.step == 3);
+  CHECK(state.epoch == 1);
+  CHECK(state.batch_in_epoch == 1);
+  CHECK(state.seed == 6);
+  state = {};
+  load_checkpoint(dir / "c.pt", *other, adam, state, rng);  // no seed expected: any run's
+  CHECK(state.seed == 6);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the former names DDPMNoise and TrainingBatch still compile, as deprecated aliases") {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  static_assert(std::is_same_v<DDPMNoise<NoClass>, DiffusionObjective<NoClass>>);
+  static_assert(std::is_same_v<DDPMNoise<>, DiffusionObjective<ClassDropout>>);
+  static_assert(std::is_same_v<TrainingBatch, scoreflow::Batch>);
+#pragma GCC diagnostic pop
+  // One batch type from the data layer to the objectives.
+  CHECK(std::is_same_v<decltype(std::declval<BatchStream&>()()), std::optional<scoreflow::Batch>>);
 }
 
 TEST_CASE_FIXTURE(SingleThread, "unreadable files give checkpoint_error naming the file") {

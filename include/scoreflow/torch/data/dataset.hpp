@@ -1,11 +1,9 @@
 #pragma once
-// Labelled image data sets from IDX files (MNIST, Fashion-MNIST), and a seeded mini-batch loader.
-//
-// Shuffling uses scoreflow::Generator (xoshiro256**) and our own Fisher–Yates, not torch's RNG:
-// the order of every epoch is then a pure function of (seed, epoch), identical on every platform
-// and LibTorch version, and a run resumed at epoch e sees exactly the batches it would have seen.
+// Labelled image data sets from IDX files (MNIST, Fashion-MNIST), and a seeded mini-batch loader
+// (its batching and shuffling are batching.hpp's, shared with the trainer's data sources).
 #include <cstdint>
 #include <filesystem>
+#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,7 +12,7 @@
 #include <torch/types.h>
 
 #include "scoreflow/errors.hpp"
-#include "scoreflow/tensor/random.hpp"
+#include "scoreflow/torch/data/batching.hpp"
 #include "scoreflow/torch/data/idx.hpp"
 #include "scoreflow/torch/io/io_error.hpp"
 
@@ -106,40 +104,6 @@ inline ImageDataset load_image_dataset(const DatasetPaths& paths, Split split) {
                                : load_image_dataset(paths.test_images, paths.test_labels);
 }
 
-// ---- shuffling -------------------------------------------------------------------------------
-
-/// Uniform integer in [0, bound), without modulo bias (rejects the few values past the last
-/// complete multiple of bound).
-inline std::uint64_t uniform_index(Generator& gen, std::uint64_t bound) {
-  if (bound == 0) throw invalid_option("uniform_index: bound = 0: must be positive");
-  const std::uint64_t threshold = (0 - bound) % bound;  // = 2^64 mod bound
-  for (;;) {
-    const std::uint64_t r = gen.next_u64();
-    if (r >= threshold) return r % bound;
-  }
-}
-
-/// A uniformly random permutation of 0..n-1 (Fisher–Yates).
-inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& gen) {
-  if (n < 0) throw invalid_option(detail::concat("random_permutation: n = ", n, ": must be ≥ 0"));
-  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
-  for (std::int64_t i = n - 1; i > 0; --i) {
-    const auto j = static_cast<std::int64_t>(uniform_index(gen, static_cast<std::uint64_t>(i) + 1));
-    std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
-  }
-  return order;
-}
-
-namespace detail {
-/// splitmix64's finaliser: decorrelates nearby inputs (seed, seed+1, epoch 0, 1...).
-inline std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-}  // namespace detail
-
 // ---- batches ---------------------------------------------------------------------------------
 
 struct BatchLoaderOptions {
@@ -150,21 +114,21 @@ struct BatchLoaderOptions {
   torch::Device device = torch::kCPU;  ///< where batches are delivered
 };
 
-struct Batch {
-  torch::Tensor images;  ///< [B,C,H,W]
-  torch::Tensor labels;  ///< [B]
-};
-
 /// Mini-batches of an ImageDataset, epoch by epoch:
 ///
 ///     BatchLoader loader(data, {.batch_size = 128, .seed = 1, .device = torch::kCUDA});
 ///     for (std::int64_t epoch = 0; epoch < epochs; ++epoch)
 ///       for (const Batch& b : loader.epoch(epoch)) train_step(b.images, b.labels);
 ///
+/// Epoch e is shuffled with shuffled_order(N, seed, e) (batching.hpp), the trainer's own order:
+/// a loader and training::tensor_source with the same seed and batch size yield the same batches.
 /// Batches are gathered where the data set lives and then moved to `device`; to avoid a
 /// host→device copy per batch, pass a data set already moved with `ImageDataset::to`.
 class BatchLoader {
  public:
+  /// The batches of one epoch (a random-access range that outlives the loader).
+  using Epoch = EpochBatches;
+
   BatchLoader(ImageDataset data, BatchLoaderOptions options = {}) : data_(std::move(data)), options_(options) {
     detail::check_dataset(data_, "BatchLoader");
     detail::require(options_.batch_size >= 1, "BatchLoader batch_size", options_.batch_size, "must be ≥ 1");
@@ -177,92 +141,26 @@ class BatchLoader {
   const ImageDataset& dataset() const { return data_; }
   const BatchLoaderOptions& options() const { return options_; }
 
-  std::int64_t batches_per_epoch() const {
-    const auto n = data_.size(), b = options_.batch_size;
-    return options_.drop_last ? n / b : (n + b - 1) / b;
-  }
+  std::int64_t batches_per_epoch() const { return batch_count(data_.size(), options_.batch_size, options_.drop_last); }
 
   /// The order in which epoch `epoch` visits the samples (0..N-1 when not shuffling).
   std::vector<std::int64_t> epoch_order(std::int64_t epoch) const {
     detail::require(epoch >= 0, "BatchLoader epoch", epoch, "must be ≥ 0");
-    if (!options_.shuffle) return random_permutation_identity();
-    Generator gen(detail::mix64(options_.seed ^ detail::mix64(static_cast<std::uint64_t>(epoch) + 1)));
-    return random_permutation(data_.size(), gen);
+    if (options_.shuffle) return shuffled_order(data_.size(), options_.seed, epoch);
+    std::vector<std::int64_t> identity(static_cast<std::size_t>(data_.size()));
+    std::iota(identity.begin(), identity.end(), std::int64_t{0});
+    return identity;
   }
 
-  class Epoch;
-  /// The batches of one epoch, as a range.
-  Epoch epoch(std::int64_t epoch) const;
+  /// The batches of epoch `epoch`, as a range.
+  Epoch epoch(std::int64_t epoch) const {
+    return Epoch(data_.images, data_.labels, epoch_order(epoch), options_.batch_size, options_.drop_last,
+                 options_.device);
+  }
 
  private:
-  std::vector<std::int64_t> random_permutation_identity() const {
-    std::vector<std::int64_t> order(static_cast<std::size_t>(data_.size()));
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int64_t>(i);
-    return order;
-  }
-
   ImageDataset data_;
   BatchLoaderOptions options_;
 };
-
-/// One epoch's batches. Holds its own references to the data (tensors are shared, not copied),
-/// so it stays valid even if the loader it came from is gone.
-class BatchLoader::Epoch {
- public:
-  Epoch(ImageDataset data, const BatchLoaderOptions& options, std::int64_t batches,
-        const std::vector<std::int64_t>& order)
-      : data_(std::move(data)),
-        batch_size_(options.batch_size),
-        batches_(batches),
-        device_(options.device),
-        order_(torch::tensor(order, torch::TensorOptions().dtype(torch::kLong)).to(data_.images.device())) {}
-
-  std::int64_t size() const { return batches_; }
-
-  /// Batch `i` of this epoch (0 ≤ i < size()); all are batch_size long except perhaps the last.
-  Batch operator[](std::int64_t i) const {
-    if (i < 0 || i >= batches_)
-      throw invalid_option(detail::concat("BatchLoader batch index = ", i, ": must be in [0, ", batches_, ")"));
-    const auto start = i * batch_size_;
-    const auto index = order_.narrow(0, start, std::min(batch_size_, order_.size(0) - start));
-    return {data_.images.index_select(0, index).to(device_), data_.labels.index_select(0, index).to(device_)};
-  }
-
-  class iterator {
-   public:
-    using value_type = Batch;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    iterator(const Epoch* epoch, std::int64_t i) : epoch_(epoch), i_(i) {}
-    Batch operator*() const { return (*epoch_)[i_]; }
-    iterator& operator++() {
-      ++i_;
-      return *this;
-    }
-    iterator operator++(int) {
-      auto old = *this;
-      ++i_;
-      return old;
-    }
-    bool operator==(const iterator& other) const { return i_ == other.i_; }
-
-   private:
-    const Epoch* epoch_ = nullptr;
-    std::int64_t i_ = 0;
-  };
-  iterator begin() const { return {this, 0}; }
-  iterator end() const { return {this, batches_}; }
-
- private:
-  ImageDataset data_;
-  std::int64_t batch_size_;
-  std::int64_t batches_;
-  torch::Device device_;
-  torch::Tensor order_;
-};
-
-inline BatchLoader::Epoch BatchLoader::epoch(std::int64_t epoch) const {
-  return Epoch(data_, options_, batches_per_epoch(), epoch_order(epoch));
-}
 
 }  // namespace scoreflow

@@ -44,7 +44,6 @@
 
 #include <c10/core/InferenceMode.h>
 #include <caffe2/serialize/inline_container.h>
-#include <torch/cuda.h>
 #include <torch/nn/functional/upsampling.h>
 #include <torch/script.h>
 
@@ -60,6 +59,7 @@
 #include "scoreflow/solver/diffusion_steps.hpp"
 #include "scoreflow/solver/dynamic_threshold.hpp"
 #include "scoreflow/tensor/random.hpp"
+#include "scoreflow/torch/device.hpp"
 #include "scoreflow/torch/io/io_error.hpp"
 #include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/torch_message.hpp"
@@ -79,11 +79,6 @@ struct TorchScriptOptions {
   /// float16 needs a CUDA device.
   std::optional<Precision> precision{};
 };
-
-/// CUDA device 0 when LibTorch sees a GPU, else the CPU.
-inline torch::Device default_device() {
-  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-}
 
 /// The key=value metadata an export stores as the extra file "scoreflow.txt".
 class ExportInfo {

@@ -36,7 +36,9 @@ struct UNetOptions {
   std::int64_t in_channels = 1;   ///< image channels (1 for MNIST); the output has as many
   std::int64_t hidden = 128;      ///< D, the seed's "hidden dimension"
   std::int64_t image_size = 28;   ///< H = W; divisible by 4
-  std::int64_t num_classes = 10;  ///< length of the class vector (class-conditioned UNet only)
+  std::int64_t num_classes = 10;  ///< length of the class vector (class-conditioned UNet only): the
+                                  ///< seed's 10 MNIST digits (Part B §2.4); the adapters and the
+                                  ///< examples read it from here (models::num_classes)
 };
 
 namespace detail {

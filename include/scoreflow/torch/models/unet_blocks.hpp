@@ -14,8 +14,11 @@
 //   UpBlock(i, o)   = UpConv(i, o) → ConvBlock(o, o)
 //   FCBlock(i, o)   = Linear(i, o) → GELU → Linear(o, o)
 //
-// Conv, UpConv, ConvBlock and UpBlock also have forward_joined(a, shared): the forward of
-// concat(a, shared) where a holds k copies' worth of batch (k·N) and shared is the same N maps
+// Conv, DownConv, UpConv and Unflatten are one module template, ConvBnGeluImpl<Kind> (Kind: Conv2d
+// or ConvTranspose2d; the geometry and the name in messages are constructor arguments), and the
+// one place that folds BatchNorm for inference (BatchNormFoldable, used by models::fold_batchnorm
+// in inference.hpp). They, ConvBlock and UpBlock also have forward_joined(a, shared): the forward
+// of concat(a, shared) where a holds k copies' worth of batch (k·N) and shared is the same N maps
 // for every copy, whose part of the first layer is computed once (the UNet's skip connections
 // when one image is evaluated under k conditions).
 //
@@ -40,6 +43,11 @@ struct BlockOptions {
   std::int64_t out_channels;
 };
 
+/// Kernel size, stride and padding of a block's square convolution.
+struct ConvGeometry {
+  std::int64_t kernel, stride, padding;
+};
+
 namespace detail {
 inline BlockOptions checked(const char* block, BlockOptions o) {
   if (o.in_channels <= 0)
@@ -49,10 +57,14 @@ inline BlockOptions checked(const char* block, BlockOptions o) {
   return o;
 }
 
-/// Folds an eval-mode BatchNorm into the convolution before it (weights scaled along the output
-/// axis: 0 for Conv2d, 1 for ConvTranspose2d), and leaves the BatchNorm as the identity
-/// (γ = 1, β = 0, μ = 0, σ² = 1 − ε), so the state dict keeps its layout:
-///   W' = W · γ/√(σ² + ε),  b' = (b − μ) · γ/√(σ² + ε) + β.
+/// Folds an eval-mode BatchNorm into the convolution before it. At inference BatchNorm is a fixed
+/// per-channel affine map y = γ·(x − μ)/√(σ² + ε) + β (Ioffe & Szegedy 2015, §3.1), so it
+/// composes with the linear convolution into one (Jacob et al. 2018, §3.2 "batch normalization
+/// folding"): with s = γ/√(σ² + ε) along the weight's output axis (0 for Conv2d, 1 for
+/// ConvTranspose2d),
+///   W' = W · s,  b' = (b − μ) · s + β.
+/// The BatchNorm is left as the identity (γ = 1, β = 0, μ = 0, σ² = 1 − ε) rather than removed,
+/// so the state dict keeps its keys and a folded net still loads into an unfolded one.
 inline void fold_batchnorm_into(torch::Tensor& weight, torch::Tensor& bias, torch::nn::BatchNorm2dImpl& bn,
                                 std::int64_t out_axis) {
   torch::NoGradGuard no_grad;
@@ -86,136 +98,137 @@ inline torch::Tensor add_to_each_copy(torch::Tensor per_copy, const torch::Tenso
   return per_copy;
 }
 
-inline void require_image(const char* block, const torch::Tensor& x, std::int64_t channels) {
-  if (x.dim() != 4 || x.size(1) != channels)
+/// A block's input: N×channels×H×W, or N×channels×size×size when size > 0.
+inline void require_image(const char* block, const torch::Tensor& x, std::int64_t channels, std::int64_t size) {
+  if (x.dim() == 4 && x.size(1) == channels && (size == 0 || (x.size(2) == size && x.size(3) == size))) return;
+  if (size == 0)
     throw shape_error(scoreflow::detail::concat(block, ": expected input N×", channels, "×H×W, got ", x.sizes()));
+  throw shape_error(
+      scoreflow::detail::concat(block, ": expected input N×", channels, "×", size, "×", size, ", got ", x.sizes()));
 }
+
+/// The two convolution kinds of the blocks: the module, its functional form (forward_joined
+/// convolves slices of the weight) and where the weight keeps its channels.
+struct Conv2dKind {
+  using Module = torch::nn::Conv2d;
+  static constexpr std::int64_t in_axis = 1, out_axis = 0;  ///< weight: out × in × k × k
+  static Module make(const BlockOptions& o, const ConvGeometry& g) {
+    return Module(
+        torch::nn::Conv2dOptions(o.in_channels, o.out_channels, g.kernel).stride(g.stride).padding(g.padding));
+  }
+  static torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                             const ConvGeometry& g) {
+    return torch::conv2d(x, w, b, {g.stride, g.stride}, {g.padding, g.padding});
+  }
+};
+struct ConvTranspose2dKind {
+  using Module = torch::nn::ConvTranspose2d;
+  static constexpr std::int64_t in_axis = 0, out_axis = 1;  ///< weight: in × out × k × k
+  static Module make(const BlockOptions& o, const ConvGeometry& g) {
+    return Module(torch::nn::ConvTranspose2dOptions(o.in_channels, o.out_channels, g.kernel)
+                      .stride(g.stride)
+                      .padding(g.padding));
+  }
+  static torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                             const ConvGeometry& g) {
+    return torch::conv_transpose2d(x, w, b, {g.stride, g.stride}, {g.padding, g.padding});
+  }
+};
 }  // namespace detail
 
-/// Conv: Conv2d 3×3 (stride 1, pad 1) → BatchNorm2d → GELU; keeps H×W (seed Part B §1.1).
-class ConvImpl : public torch::nn::Module {
+/// What models::fold_batchnorm (inference.hpp) looks for among a net's modules: a block that can
+/// move its BatchNorm into the layer before it. Any module may implement it.
+class BatchNormFoldable {
  public:
-  explicit ConvImpl(BlockOptions options) : options_(detail::checked("Conv", options)) {
-    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(options_.in_channels,
-                                                                              options_.out_channels, 3)
-                                                         .stride(1)
-                                                         .padding(1)));
+  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
+  /// the BatchNorm from then on. Folding twice is a no-op.
+  virtual void fold_batchnorm() = 0;
+  [[nodiscard]] virtual bool batchnorm_folded() const = 0;
+
+ protected:
+  BatchNormFoldable() = default;
+  BatchNormFoldable(const BatchNormFoldable&) = default;
+  BatchNormFoldable& operator=(const BatchNormFoldable&) = default;
+  ~BatchNormFoldable() = default;
+};
+
+/// Convolution (Kind: detail::Conv2dKind or detail::ConvTranspose2dKind) → BatchNorm2d → GELU,
+/// the layer every seed block is made of (Part B §1.1); Conv, DownConv, UpConv and Unflatten
+/// differ only in the kind, the geometry and the name in their messages. Submodules "conv" then
+/// "bn", in that order: saved weight files are keyed by these names.
+template <class Kind>
+class ConvBnGeluImpl : public torch::nn::Module, public BatchNormFoldable {
+ public:
+  /// input_size > 0: the block only takes input_size × input_size maps (Unflatten: 1 × 1).
+  ConvBnGeluImpl(const char* name, BlockOptions options, ConvGeometry geometry, std::int64_t input_size = 0)
+      : name_(name), options_(detail::checked(name, options)), geometry_(geometry), input_size_(input_size) {
+    conv = register_module("conv", Kind::make(options_, geometry_));
     bn = register_module("bn", torch::nn::BatchNorm2d(options_.out_channels));
   }
-  ConvImpl(std::int64_t in_channels, std::int64_t out_channels) : ConvImpl(BlockOptions{in_channels, out_channels}) {}
 
   torch::Tensor forward(const torch::Tensor& x) {
-    detail::require_image("Conv", x, options_.in_channels);
-    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
+    detail::require_image(name_, x, options_.in_channels, input_size_);
+    return torch::gelu(normalized(conv(x)));
   }
   /// forward(concat(a, [shared, …, shared])) for a k·N×Ca×H×W and shared N×Cs×H×W, with the
-  /// shared part convolved once: the convolution is linear in its input channels, so
-  /// W ∗ [a; s] + b = (W_a ∗ a + b) + W_s ∗ s. Equal to the concatenated call up to float rounding.
+  /// shared part convolved once: a convolution (transposed or not) is linear in its input
+  /// channels, so W ∗ [a; s] + b = (W_a ∗ a + b) + W_s ∗ s, W_a and W_s the weight's slices along
+  /// its input axis. Equal to the concatenated call up to float rounding. The UNet uses it for
+  /// the skip connections when one image is evaluated under k conditions.
   torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
-    detail::require_joined("Conv", a, shared, options_.in_channels);
+    detail::require_joined(name_, a, shared, options_.in_channels);
     if (a.size(0) == shared.size(0)) return forward(torch::cat({a, shared}, 1));
     const auto& w = conv->weight;
-    const auto ca = a.size(1);
-    auto pre = detail::add_to_each_copy(torch::conv2d(a, w.narrow(1, 0, ca), conv->bias, {1, 1}, {1, 1}),
-                                        torch::conv2d(shared, w.narrow(1, ca, w.size(1) - ca), {}, {1, 1}, {1, 1}));
-    return torch::gelu(folded_ ? pre : bn(pre));
+    const auto ca = a.size(1), in = Kind::in_axis;
+    auto pre = detail::add_to_each_copy(Kind::apply(a, w.narrow(in, 0, ca), conv->bias, geometry_),
+                                        Kind::apply(shared, w.narrow(in, ca, w.size(in) - ca), {}, geometry_));
+    return torch::gelu(normalized(pre));
   }
   [[nodiscard]] const BlockOptions& options() const { return options_; }
-  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
-  /// the BatchNorm from then on (see models::fold_batchnorm in inference.hpp).
-  void fold_batchnorm() {
-    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 0);
+  [[nodiscard]] const ConvGeometry& geometry() const { return geometry_; }
+
+  void fold_batchnorm() override {
+    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, Kind::out_axis);
     folded_ = true;
   }
-  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
+  [[nodiscard]] bool batchnorm_folded() const override { return folded_; }
 
-  torch::nn::Conv2d conv{nullptr};
+  typename Kind::Module conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:
+  torch::Tensor normalized(const torch::Tensor& y) { return folded_ ? y : bn(y); }
+
+  const char* name_;
   BlockOptions options_;
+  ConvGeometry geometry_;
+  std::int64_t input_size_;
   bool folded_ = false;
+};
+
+/// Conv: Conv2d 3×3 (stride 1, pad 1) → BatchNorm2d → GELU; keeps H×W (seed Part B §1.1).
+class ConvImpl : public ConvBnGeluImpl<detail::Conv2dKind> {
+ public:
+  explicit ConvImpl(BlockOptions options) : ConvBnGeluImpl("Conv", options, {3, 1, 1}) {}
+  ConvImpl(std::int64_t in_channels, std::int64_t out_channels) : ConvImpl(BlockOptions{in_channels, out_channels}) {}
 };
 TORCH_MODULE(Conv);
 
 /// DownConv: Conv2d 3×3 (stride 2, pad 1) → BatchNorm2d → GELU; halves H×W (seed Part B §1.1).
-class DownConvImpl : public torch::nn::Module {
+class DownConvImpl : public ConvBnGeluImpl<detail::Conv2dKind> {
  public:
-  explicit DownConvImpl(BlockOptions options) : options_(detail::checked("DownConv", options)) {
-    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(options_.in_channels,
-                                                                              options_.out_channels, 3)
-                                                         .stride(2)
-                                                         .padding(1)));
-    bn = register_module("bn", torch::nn::BatchNorm2d(options_.out_channels));
-  }
+  explicit DownConvImpl(BlockOptions options) : ConvBnGeluImpl("DownConv", options, {3, 2, 1}) {}
   DownConvImpl(std::int64_t in_channels, std::int64_t out_channels)
       : DownConvImpl(BlockOptions{in_channels, out_channels}) {}
-
-  torch::Tensor forward(const torch::Tensor& x) {
-    detail::require_image("DownConv", x, options_.in_channels);
-    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
-  }
-  [[nodiscard]] const BlockOptions& options() const { return options_; }
-  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
-  /// the BatchNorm from then on (see models::fold_batchnorm in inference.hpp).
-  void fold_batchnorm() {
-    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 0);
-    folded_ = true;
-  }
-  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
-
-  torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
-
- private:
-  BlockOptions options_;
-  bool folded_ = false;
 };
 TORCH_MODULE(DownConv);
 
 /// UpConv: ConvTranspose2d 4×4 (stride 2, pad 1) → BatchNorm2d → GELU; doubles H×W (seed Part B §1.1).
-class UpConvImpl : public torch::nn::Module {
+class UpConvImpl : public ConvBnGeluImpl<detail::ConvTranspose2dKind> {
  public:
-  explicit UpConvImpl(BlockOptions options) : options_(detail::checked("UpConv", options)) {
-    conv = register_module("conv", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(
-                                                                  options_.in_channels, options_.out_channels, 4)
-                                                                  .stride(2)
-                                                                  .padding(1)));
-    bn = register_module("bn", torch::nn::BatchNorm2d(options_.out_channels));
-  }
-  UpConvImpl(std::int64_t in_channels, std::int64_t out_channels) : UpConvImpl(BlockOptions{in_channels, out_channels}) {}
-
-  torch::Tensor forward(const torch::Tensor& x) {
-    detail::require_image("UpConv", x, options_.in_channels);
-    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
-  }
-  /// forward(concat(a, [shared, …, shared])) with the shared part transposed-convolved once
-  /// (as ConvImpl::forward_joined; the input channels are the weight's first axis here).
-  torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
-    detail::require_joined("UpConv", a, shared, options_.in_channels);
-    if (a.size(0) == shared.size(0)) return forward(torch::cat({a, shared}, 1));
-    const auto& w = conv->weight;
-    const auto ca = a.size(1);
-    auto pre = detail::add_to_each_copy(
-        torch::conv_transpose2d(a, w.narrow(0, 0, ca), conv->bias, {2, 2}, {1, 1}),
-        torch::conv_transpose2d(shared, w.narrow(0, ca, w.size(0) - ca), {}, {2, 2}, {1, 1}));
-    return torch::gelu(folded_ ? pre : bn(pre));
-  }
-  [[nodiscard]] const BlockOptions& options() const { return options_; }
-  /// Inference only: BatchNorm's running statistics move into the convolution and forward skips
-  /// the BatchNorm from then on (see models::fold_batchnorm in inference.hpp).
-  void fold_batchnorm() {
-    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 1);
-    folded_ = true;
-  }
-  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
-
-  torch::nn::ConvTranspose2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
-
- private:
-  BlockOptions options_;
-  bool folded_ = false;
+  explicit UpConvImpl(BlockOptions options) : ConvBnGeluImpl("UpConv", options, {4, 2, 1}) {}
+  UpConvImpl(std::int64_t in_channels, std::int64_t out_channels)
+      : UpConvImpl(BlockOptions{in_channels, out_channels}) {}
 };
 TORCH_MODULE(UpConv);
 
@@ -240,36 +253,18 @@ TORCH_MODULE(Flatten);
 
 /// Unflatten: ConvTranspose2d k×k (stride k, pad 0) → BatchNorm2d → GELU; 1×1 → k×k, channels
 /// kept (seed Part B §1.1; k = 7 for MNIST).
-class UnflattenImpl : public torch::nn::Module {
+class UnflattenImpl : public ConvBnGeluImpl<detail::ConvTranspose2dKind> {
  public:
   explicit UnflattenImpl(std::int64_t channels, std::int64_t kernel_size = 7)
-      : channels_(channels), kernel_size_(kernel_size) {
-    scoreflow::detail::require(channels_ > 0, "Unflatten: channels", channels_, "must be positive");
-    scoreflow::detail::require(kernel_size_ > 0, "Unflatten: kernel_size", kernel_size_, "must be positive");
-    conv = register_module("conv", torch::nn::ConvTranspose2d(
-                                       torch::nn::ConvTranspose2dOptions(channels_, channels_, kernel_size_)
-                                           .stride(kernel_size_)
-                                           .padding(0)));
-    bn = register_module("bn", torch::nn::BatchNorm2d(channels_));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    if (x.dim() != 4 || x.size(1) != channels_ || x.size(2) != 1 || x.size(3) != 1)
-      throw shape_error(scoreflow::detail::concat("Unflatten: expected input N×", channels_, "×1×1, got ", x.sizes()));
-    return torch::gelu(folded_ ? conv(x) : bn(conv(x)));
-  }
-  /// Inference only, as ConvImpl::fold_batchnorm.
-  void fold_batchnorm() {
-    if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, 1);
-    folded_ = true;
-  }
-  [[nodiscard]] bool batchnorm_folded() const { return folded_; }
-
-  torch::nn::ConvTranspose2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
+      : ConvBnGeluImpl("Unflatten", checked(channels, kernel_size), {kernel_size, kernel_size, 0}, 1) {}
+  [[nodiscard]] std::int64_t kernel_size() const { return geometry().kernel; }
 
  private:
-  std::int64_t channels_, kernel_size_;
-  bool folded_ = false;
+  static BlockOptions checked(std::int64_t channels, std::int64_t kernel_size) {
+    scoreflow::detail::require(channels > 0, "Unflatten: channels", channels, "must be positive");
+    scoreflow::detail::require(kernel_size > 0, "Unflatten: kernel_size", kernel_size, "must be positive");
+    return {channels, channels};
+  }
 };
 TORCH_MODULE(Unflatten);
 
@@ -291,7 +286,7 @@ class ConvBlockImpl : public torch::nn::Module {
   ConvBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : ConvBlockImpl(BlockOptions{in_channels, out_channels}) {}
   torch::Tensor forward(const torch::Tensor& x) { return conv2(conv1(x)); }
-  /// forward(concat(a, [shared, …, shared])), see ConvImpl::forward_joined.
+  /// forward(concat(a, [shared, …, shared])), see ConvBnGeluImpl::forward_joined.
   torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
     return conv2(conv1->forward_joined(a, shared));
   }
@@ -334,7 +329,7 @@ class UpBlockImpl : public torch::nn::Module {
   UpBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : UpBlockImpl(BlockOptions{in_channels, out_channels}) {}
   torch::Tensor forward(const torch::Tensor& x) { return block(up(x)); }
-  /// forward(concat(a, [shared, …, shared])), see UpConvImpl::forward_joined.
+  /// forward(concat(a, [shared, …, shared])), see ConvBnGeluImpl::forward_joined.
   torch::Tensor forward_joined(const torch::Tensor& a, const torch::Tensor& shared) {
     return block(up->forward_joined(a, shared));
   }

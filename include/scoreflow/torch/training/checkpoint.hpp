@@ -34,7 +34,7 @@
 #include "scoreflow/torch/io/archive_integrity.hpp"
 #include "scoreflow/torch/io/atomic_file.hpp"
 #include "scoreflow/torch/torch_message.hpp"
-#include "scoreflow/torch/training/objectives.hpp"
+#include "scoreflow/torch/training/training_rng.hpp"
 
 namespace scoreflow::training {
 
@@ -235,7 +235,7 @@ inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::
   torch::serialize::OutputArchive archive, m, o, s;
   model.save(m);
   optimizer.save(o);
-  std::int64_t seed_bits = 0;
+  std::int64_t seed_bits = 0;  // archives hold int64, not uint64: the seed's bit pattern (see read_seed)
   std::memcpy(&seed_bits, &state.seed, sizeof seed_bits);
   s.write("step", detail::scalar(state.step));
   s.write("epoch", detail::scalar(state.epoch));
@@ -251,29 +251,58 @@ inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::
 }
 
 namespace detail {
-/// load_checkpoint on an archive already opened (and checked) by open_archive.
-inline void restore_checkpoint(torch::serialize::InputArchive& archive, const std::filesystem::path& file,
-                               torch::nn::Module& model, torch::optim::Optimizer& optimizer, TrainingState& state,
-                               TrainingRng& rng) {
-  torch::serialize::InputArchive o, s;
-  if (!archive.try_read("optimizer", o) || !archive.try_read("trainer", s))
-    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the optimizer or trainer entry"));
+/// The run's seed from the trainer entry, checked against `expected` when given. Read before the
+/// rest, so that a checkpoint of another run is reported as that even if it is damaged as well.
+inline std::uint64_t read_seed(torch::serialize::InputArchive& trainer, const std::filesystem::path& file,
+                               std::optional<std::uint64_t> expected) {
+  const auto bits = read_scalar<std::int64_t>(trainer, "seed", file);
+  std::uint64_t seed = 0;
+  std::memcpy(&seed, &bits, sizeof seed);
+  if (expected && seed != *expected)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " was written with seed = ", seed,
+                                                     ", but options.seed = ", *expected));
+  return seed;
+}
+
+/// Where the run stood, from the trainer entry; a position no run can reach is a checkpoint_error.
+inline TrainingState read_position(torch::serialize::InputArchive& trainer, const std::filesystem::path& file,
+                                   std::uint64_t seed) {
   TrainingState loaded;
-  loaded.step = read_scalar<std::int64_t>(s, "step", file);
-  loaded.epoch = read_scalar<std::int64_t>(s, "epoch", file);
-  loaded.batch_in_epoch = read_scalar<std::int64_t>(s, "batch_in_epoch", file);
-  loaded.epoch_loss_sum = read_scalar<double>(s, "epoch_loss_sum", file);
-  const auto seed_bits = read_scalar<std::int64_t>(s, "seed", file);
-  std::memcpy(&loaded.seed, &seed_bits, sizeof seed_bits);
+  loaded.step = read_scalar<std::int64_t>(trainer, "step", file);
+  loaded.epoch = read_scalar<std::int64_t>(trainer, "epoch", file);
+  loaded.batch_in_epoch = read_scalar<std::int64_t>(trainer, "batch_in_epoch", file);
+  loaded.epoch_loss_sum = read_scalar<double>(trainer, "epoch_loss_sum", file);
+  loaded.seed = seed;
   if (loaded.step < 0 || loaded.epoch < 0 || loaded.batch_in_epoch < 0 || !std::isfinite(loaded.epoch_loss_sum))
     throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has an impossible training state (step ",
                                                      loaded.step, ", epoch ", loaded.epoch, ", batch ",
                                                      loaded.batch_in_epoch, ", loss sum ", loaded.epoch_loss_sum, ")"));
-  const auto rng_state = read_tensor(s, "rng", file);
+  return loaded;
+}
+}  // namespace detail
+
+/// Restores a checkpoint into model, optimizer, state and rng: the one way a checkpoint is read
+/// (Trainer::load_checkpoint comes here too). With `expected_seed` (a trainer's options.seed), a
+/// checkpoint of another seed is a checkpoint_error: its data order and noise would not continue
+/// this run. The model's layout is checked first (checkpoint_error names the differing
+/// parameter); tensors land on the model's device. On any error the model is left as it was.
+inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, TrainingState& state, TrainingRng& rng,
+                            std::optional<std::uint64_t> expected_seed = std::nullopt) {
+  using detail::quoted;
+  auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(model));
+  torch::serialize::InputArchive o, s;
+  if (!archive.try_read("trainer", s))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the trainer entry"));
+  const auto seed = detail::read_seed(s, file, expected_seed);
+  if (!archive.try_read("optimizer", o))
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the optimizer entry"));
+  const TrainingState loaded = detail::read_position(s, file, seed);
+  const auto rng_state = detail::read_tensor(s, "rng", file);
 
   // Check every model entry first, then restore the optimizer and RNG, and only then copy the
   // weights: a checkpoint that fails anywhere leaves the model as it was.
-  const auto weights = matched_model(archive, model, file);
+  const auto weights = detail::matched_model(archive, model, file);
   try {
     optimizer.load(o);
     rng.set_state(rng_state);
@@ -281,17 +310,8 @@ inline void restore_checkpoint(torch::serialize::InputArchive& archive, const st
     throw checkpoint_error(scoreflow::detail::concat("cannot restore the optimizer/RNG state from ",
                                                      quoted(file), ": ", scoreflow::detail::torch_message(e)));
   }
-  assign(weights);
+  detail::assign(weights);
   state = loaded;
-}
-}  // namespace detail
-
-/// Restores a checkpoint into model, optimizer, state and rng. The model's layout is checked
-/// first (checkpoint_error names the differing parameter); tensors land on the model's device.
-inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
-                            torch::optim::Optimizer& optimizer, TrainingState& state, TrainingRng& rng) {
-  auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(model));
-  detail::restore_checkpoint(archive, file, model, optimizer, state, rng);
 }
 
 }  // namespace scoreflow::training

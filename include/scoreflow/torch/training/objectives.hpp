@@ -1,33 +1,39 @@
 #pragma once
 // Training objectives of seed Part B, one per model, all built from the same few pieces: the
-// trainer's random stream (TrainingRng), a conditioning policy (NoClass / ClassDropout) and MSE.
+// trainer's random stream (TrainingRng), a conditioning policy (NoClass / ClassDropout), the
+// core's forward processes (process/process.hpp) and MSE.
 //
 //   Denoising{0.5}            seed §1.2.1: z = x + σε, loss ‖D(z) − x‖²
 //   Denoising::pure_noise()   seed §1.2.3: z = ε, loss ‖D(z) − x‖²
 //   FlowMatching{}            seed §2.2 (time-only): x₀ ~ N(0, I), x₁ data, t ~ U[0, 1],
-//                             x_t = (1 − t) x₀ + t x₁, loss ‖u_θ(x_t, t) − (x₁ − x₀)‖²
+//                             x_t = flow::forward(x₁, t, x₀), loss ‖u_θ(x_t, t) − (x₁ − x₀)‖²
 //   FlowMatching{ClassDropout{}}  seed §2.5: the same with a one-hot class, zeroed with
 //                             probability p_uncond = 0.1 per sample (classifier-free training)
-//   DDPMNoise{schedule}       DDPM ε-training (Ho et al. 2020, Alg. 1): t ~ U{0 … T−1},
-//                             x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε, model input t/T, loss ‖ε̂ − ε‖²;
+//   DiffusionObjective{schedule}  DDPM training (Ho et al. 2020, Alg. 1): t ~ U{0 … T−1},
+//                             x_t = diffusion::forward(x₀, ᾱ_t, ε), model input t/T, loss ‖ε̂ − ε‖²;
 //                             class dropout as above (use NoClass for a time-only net)
-//   DDPMNoise{schedule, cond, Parameterization::velocity}
+//   DiffusionObjective{schedule, cond, Parameterization::velocity}
 //                             the same forward process, the net trained to predict
-//                             v = √ᾱ ε − √(1 − ᾱ) x₀ (Salimans & Ho 2022) or x₀ (`sample`)
+//                             v = diffusion::velocity_from(ε, x₀, ᾱ_t) (Salimans & Ho 2022, §4)
+//                             or x₀ (Parameterization::sample)
 //
 // An objective is a callable (net, batch, rng) → scalar loss; the trainer (train_loop.hpp) runs any
 // of them. The images are used as they come; the seed's MNIST models see values in [0, 1].
 #include <cmath>
 #include <cstdint>
-#include <mutex>
+#include <utility>
+#include <vector>
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/Generator.h>
 #include <torch/types.h>
 
 #include "scoreflow/errors.hpp"
 #include "scoreflow/process/noise_schedule.hpp"
+#include "scoreflow/process/prediction.hpp"
+#include "scoreflow/process/process.hpp"
+#include "scoreflow/torch/data/batching.hpp"
 #include "scoreflow/torch/models/adapters.hpp"
+#include "scoreflow/torch/tensor.hpp"
+#include "scoreflow/torch/training/training_rng.hpp"
 
 namespace scoreflow::training {
 
@@ -35,45 +41,9 @@ using models::ClassTimeNet;
 using models::ImageNet;
 using models::TimeNet;
 
-/// One training batch: images B×C×H×W (float) and integer labels B (may be undefined for
-/// objectives that do not use classes).
-struct TrainingBatch {
-  torch::Tensor images;
-  torch::Tensor labels;
-};
-
-/// The trainer's random stream: a CPU torch generator, so a seed gives the same noise, times and
-/// class drops on every device, and its state can be checkpointed.
-class TrainingRng {
- public:
-  explicit TrainingRng(std::uint64_t seed = 0) : gen_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
-
-  /// N(0, I) shaped, typed and placed like x.
-  torch::Tensor normal_like(const torch::Tensor& x) {
-    return torch::randn(x.sizes(), gen_, torch::TensorOptions().dtype(x.scalar_type())).to(x.device());
-  }
-  /// U[0, 1) as n×1 with the given dtype/device.
-  torch::Tensor uniform(std::int64_t n, const torch::TensorOptions& options) {
-    return torch::rand({n, 1}, gen_, torch::TensorOptions().dtype(options.dtype())).to(options.device());
-  }
-  /// Uniform integers in [0, high) as an int64 tensor of n (on the CPU).
-  torch::Tensor integers(std::int64_t n, std::int64_t high) {
-    return torch::randint(high, {n}, gen_, torch::TensorOptions().dtype(torch::kLong));
-  }
-
-  /// The generator state (a CPU byte tensor), for checkpoints.
-  [[nodiscard]] torch::Tensor state() const {
-    std::lock_guard<std::mutex> lock(gen_.mutex());
-    return gen_.get_state();
-  }
-  void set_state(const torch::Tensor& state) {
-    std::lock_guard<std::mutex> lock(gen_.mutex());
-    gen_.set_state(state.to(torch::kCPU));
-  }
-
- private:
-  mutable at::Generator gen_;
-};
+/// The batch an objective trains on (data/batching.hpp): one batch type for the data layer and
+/// the trainer.
+using TrainingBatch [[deprecated("use scoreflow::Batch")]] = Batch;
 
 /// Conditioning policy of a time-only net: forward(x, t).
 struct NoClass {};
@@ -92,7 +62,7 @@ inline void check(const ClassDropout& c) {
   scoreflow::detail::require(c.num_classes > 0, "num_classes", c.num_classes, "must be positive");
 }
 
-inline void require_images(const char* objective, const TrainingBatch& b) {
+inline void require_images(const char* objective, const Batch& b) {
   if (!b.images.defined() || b.images.dim() != 4 || b.images.size(0) == 0)
     throw shape_error(scoreflow::detail::concat(objective, ": batch images must be a non-empty B×C×H×W tensor, got ",
                                                 b.images.defined() ? b.images.sizes() : c10::IntArrayRef{}));
@@ -100,7 +70,7 @@ inline void require_images(const char* objective, const TrainingBatch& b) {
 
 /// net(x, t) for a time-only net.
 template <class Net>
-torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const TrainingBatch&, NoClass,
+torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const Batch&, NoClass,
                    TrainingRng&) {
   static_assert(TimeNet<Net>, "NoClass conditioning needs a net with forward(x, t), e.g. TimeConditionalUNet");
   return net->forward(x, t);
@@ -108,7 +78,7 @@ torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, con
 
 /// net(x, t, c) with c = one-hot(labels), each row zeroed with probability p_uncond.
 template <class Net>
-torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const TrainingBatch& b,
+torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, const Batch& b,
                    const ClassDropout& cd, TrainingRng& rng) {
   static_assert(ClassTimeNet<Net>,
                 "ClassDropout conditioning needs a net with forward(x, t, c), e.g. ClassConditionalUNet");
@@ -120,8 +90,18 @@ torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, con
   return net->forward(x, t, c * keep);
 }
 
-/// Broadcast an N×1 per-sample value over N×C×H×W.
-inline torch::Tensor per_sample(const torch::Tensor& v) { return v.view({v.size(0), 1, 1, 1}); }
+/// The N×C×H×W tensor whose row i is row(i). The core's forward processes (process.hpp) take one
+/// time per call, while every sample of a training batch has its own: each row is the core's
+/// formula at that sample's time. On contiguous CPU tensors a row is computed as the batched
+/// product a·x + b·y would be (the same float roundings), so the losses are those of a batched
+/// form bit for bit.
+template <class Row>
+torch::Tensor per_sample(std::int64_t n, Row&& row) {
+  std::vector<torch::Tensor> rows;
+  rows.reserve(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) rows.push_back(row(i));
+  return torch::stack(rows);
+}
 }  // namespace detail
 
 /// One-step denoiser training (seed Part B §1.2.1; pure noise: §1.2.3).
@@ -140,7 +120,7 @@ class Denoising {
   [[nodiscard]] bool is_pure_noise() const { return pure_noise_; }
 
   template <class Net>
-  torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
+  torch::Tensor operator()(Net& net, const Batch& b, TrainingRng& rng) const {
     static_assert(ImageNet<Net>, "Denoising needs a net with forward(x), e.g. UnconditionalUNet");
     detail::require_images("Denoising", b);
     const auto& x = b.images;
@@ -162,70 +142,78 @@ class FlowMatching {
   [[nodiscard]] const Cond& condition() const { return condition_; }
 
   template <class Net>
-  torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
+  torch::Tensor operator()(Net& net, const Batch& b, TrainingRng& rng) const {
     detail::require_images("FlowMatching", b);
     const auto& x1 = b.images;
     const auto x0 = rng.normal_like(x1);
-    const auto t = rng.uniform(x1.size(0), x1.options());  // N×1
-    const auto tt = detail::per_sample(t);
-    const auto xt = (1.0 - tt) * x0 + tt * x1;
-    const auto u = detail::call(net, xt, t, b, condition_, rng);
-    return torch::mse_loss(u, x1 - x0);
+    // t is drawn on the CPU (TrainingRng always draws there), where each sample's value is read.
+    const auto t_host = rng.uniform(x1.size(0), x1.options().device(torch::kCPU));  // N×1
+    const auto t_of = t_host.to(torch::kFloat64);  // exact: every float is a double
+    const auto t_at = t_of.accessor<double, 2>();
+    const auto xt =
+        detail::per_sample(x1.size(0), [&](std::int64_t i) { return flow::forward(x1[i], t_at[i][0], x0[i]); });
+    const auto u = detail::call(net, xt, t_host.to(x1.device()), b, condition_, rng);
+    return torch::mse_loss(u, x1 - x0);  // the velocity u = x₁ − x₀ of the path (process.hpp's flow)
   }
 
  private:
   Cond condition_;
 };
 
-/// DDPM training on a NoiseSchedule (Ho et al. 2020, Algorithm 1): the net sees t/T and predicts
-/// ε (the default, as DDPM and DeepFloyd IF), v or x₀. Sample with models::ddpm_predictor(net, target).
+/// Diffusion training on a NoiseSchedule (Ho et al. 2020, Algorithm 1): the net sees t/T and
+/// predicts ε (the default, as DDPM and DeepFloyd IF), v or x₀ — the target parameterisation.
+/// Sample with models::ddpm_predictor(net, target).
 ///
 /// Why a target other than ε: ε-loss weights timestep t by SNR(t) relative to an x₀-loss, so the
 /// high-noise steps, where the class and the digit's shape are decided, get almost no weight; at
 /// ᾱ → 0 the ε̂ → x̂₀ conversion also divides the net's error by √ᾱ. v-loss is (1 + 1/SNR) × ε-loss:
-/// the same optimum, better balanced, and stable at ᾱ → 0. A small model trained briefly needs it.
+/// the same optimum, better balanced, and stable at ᾱ → 0 (Salimans & Ho 2022, §4).
+/// A small model trained briefly needs it.
 template <class Cond = ClassDropout>
-class DDPMNoise {
+class DiffusionObjective {
  public:
-  explicit DDPMNoise(NoiseSchedule schedule = NoiseSchedule::cosine(), Cond condition = {},
-                     Parameterization target = Parameterization::noise)
+  explicit DiffusionObjective(NoiseSchedule schedule = NoiseSchedule::cosine(), Cond condition = {},
+                              Parameterization target = Parameterization::noise)
       : schedule_(std::move(schedule)), condition_(std::move(condition)), target_(target) {
     detail::check(condition_);
-    const auto& a = schedule_.alphas_cumprod();
-    auto table = torch::tensor(a, torch::TensorOptions().dtype(torch::kFloat64));
-    sqrt_ab_ = table.sqrt();
-    sqrt_one_minus_ab_ = (1.0 - table).sqrt();
   }
   [[nodiscard]] const NoiseSchedule& schedule() const { return schedule_; }
   [[nodiscard]] const Cond& condition() const { return condition_; }
   [[nodiscard]] Parameterization target() const { return target_; }
 
   template <class Net>
-  torch::Tensor operator()(Net& net, const TrainingBatch& b, TrainingRng& rng) const {
-    detail::require_images("DDPMNoise", b);
+  torch::Tensor operator()(Net& net, const Batch& b, TrainingRng& rng) const {
+    detail::require_images("DiffusionObjective", b);
     const auto& x0 = b.images;
     const auto n = x0.size(0);
     const auto steps = static_cast<std::int64_t>(schedule_.size());
     const auto t = rng.integers(n, steps);  // CPU int64
     const auto eps = rng.normal_like(x0);
-    const auto a = detail::per_sample(sqrt_ab_.index_select(0, t).to(x0.options()));
-    const auto s = detail::per_sample(sqrt_one_minus_ab_.index_select(0, t).to(x0.options()));
-    const auto xt = a * x0 + s * eps;
+    const auto t_at = t.accessor<std::int64_t, 1>();
+    const auto ab = [&](std::int64_t i) { return schedule_.alpha_bar(static_cast<int>(t_at[i])); };  // its ᾱ_t
+    const auto xt = detail::per_sample(n, [&](std::int64_t i) { return diffusion::forward(x0[i], ab(i), eps[i]); });
+    // The input convention of models::ddpm_predictor: the integer timestep as t/T.
     const auto time = (t.to(torch::kFloat64) / static_cast<double>(steps)).view({n, 1}).to(x0.options());
     const auto prediction = detail::call(net, xt, time, b, condition_, rng);
     switch (target_) {
       case Parameterization::noise: return torch::mse_loss(prediction, eps);
       case Parameterization::sample: return torch::mse_loss(prediction, x0);
-      case Parameterization::velocity: return torch::mse_loss(prediction, a * eps - s * x0);
+      case Parameterization::velocity:
+        return torch::mse_loss(prediction, detail::per_sample(n, [&](std::int64_t i) {
+                                 return diffusion::velocity_from(eps[i], x0[i], ab(i));
+                               }));
     }
-    throw invalid_option("DDPMNoise: unknown target parameterization");
+    throw invalid_option("DiffusionObjective: unknown target parameterization");
   }
 
  private:
   NoiseSchedule schedule_;
   Cond condition_;
   Parameterization target_;
-  torch::Tensor sqrt_ab_, sqrt_one_minus_ab_;
 };
+
+/// The former name: it trains every target, not only the noise.
+template <class Cond = ClassDropout>
+using DDPMNoise [[deprecated("use DiffusionObjective")]] = DiffusionObjective<Cond>;
 
 }  // namespace scoreflow::training
