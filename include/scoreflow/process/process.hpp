@@ -1,6 +1,8 @@
 #pragma once
 // The forward processes and the conversions between prediction types.
 #include <cmath>
+#include <concepts>
+#include <vector>
 
 #include "scoreflow/errors.hpp"
 #include "scoreflow/process/prediction.hpp"
@@ -8,13 +10,38 @@
 
 namespace scoreflow {
 
+namespace detail {
+/// A coefficient of the forward processes: one value for the whole batch (sampling), or one per
+/// batch row (a training batch, every sample at its own time; ops::axpby_rows). Each formula is
+/// written once for both.
+template <class A>
+concept ProcessCoefficient = std::same_as<A, double> || std::same_as<A, std::vector<double>>;
+
+template <class F>
+double map_coefficient(double a, F f) { return f(a); }
+template <class F>
+std::vector<double> map_coefficient(const std::vector<double>& a, F f) {
+  std::vector<double> out(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) out[i] = f(a[i]);
+  return out;
+}
+
+template <Tensor T>
+T combine(double a, const T& x, double b, const T& y) { return ops::axpby(a, x, b, y); }
+template <Tensor T>
+T combine(const std::vector<double>& a, const T& x, const std::vector<double>& b, const T& y) {
+  return ops::axpby_rows(a, x, b, y);
+}
+}  // namespace detail
+
 /// Diffusion (variance preserving): x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε.
 namespace diffusion {
 
-/// Seed §1.1: q(x_t | x₀) = N(√ᾱ_t x₀, (1 − ᾱ_t) I).
-template <Tensor T>
-T forward(const T& x0, double alpha_bar, const T& noise) {
-  return ops::axpby(std::sqrt(alpha_bar), x0, std::sqrt(1.0 - alpha_bar), noise);
+/// Seed §1.1: q(x_t | x₀) = N(√ᾱ_t x₀, (1 − ᾱ_t) I). ᾱ: one value, or one per batch row.
+template <Tensor T, detail::ProcessCoefficient A>
+T forward(const T& x0, const A& alpha_bar, const T& noise) {
+  return detail::combine(detail::map_coefficient(alpha_bar, [](double a) { return std::sqrt(a); }), x0,
+                         detail::map_coefficient(alpha_bar, [](double a) { return std::sqrt(1.0 - a); }), noise);
 }
 
 /// Seed §1.3: x̂₀ = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t.
@@ -43,10 +70,11 @@ T noise_from_velocity(const T& x_t, const T& v, double alpha_bar) {
   return ops::axpby(std::sqrt(1.0 - alpha_bar), x_t, std::sqrt(alpha_bar), v);
 }
 
-/// v = √ᾱ ε − √(1−ᾱ) x₀.
-template <Tensor T>
-T velocity_from(const T& noise, const T& x0, double alpha_bar) {
-  return ops::axpby(std::sqrt(alpha_bar), noise, -std::sqrt(1.0 - alpha_bar), x0);
+/// v = √ᾱ ε − √(1−ᾱ) x₀ (Salimans & Ho 2022, §4). ᾱ: one value, or one per batch row.
+template <Tensor T, detail::ProcessCoefficient A>
+T velocity_from(const T& noise, const T& x0, const A& alpha_bar) {
+  return detail::combine(detail::map_coefficient(alpha_bar, [](double a) { return std::sqrt(a); }), noise,
+                         detail::map_coefficient(alpha_bar, [](double a) { return -std::sqrt(1.0 - a); }), x0);
 }
 
 /// The clean-data estimate x̂₀ whatever the denoiser predicts.
@@ -76,9 +104,10 @@ T to_noise(const Prediction<T>& p, const T& x_t, double alpha_bar) {
 /// x₁ data, velocity u = x₁ − x₀.
 namespace flow {
 
-template <Tensor T>
-T forward(const T& data, double t, const T& noise) {
-  return ops::axpby(1.0 - t, noise, t, data);
+/// x_t = (1 − t) x₀ + t x₁. t: one value, or one per batch row.
+template <Tensor T, detail::ProcessCoefficient A>
+T forward(const T& data, const A& t, const T& noise) {
+  return detail::combine(detail::map_coefficient(t, [](double v) { return 1.0 - v; }), noise, t, data);
 }
 
 /// Velocity from any prediction kind: from x̂₁, u = (x̂₁ − x)/(1 − t); from the noise x̂₀,

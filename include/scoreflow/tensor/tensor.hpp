@@ -14,8 +14,9 @@
 //                            abs_quantile_per_sample,                     hybrids), dynamic
 //                            clamp_divide_per_sample                      thresholding
 //   host copy (HostCopyable) to_vector, from_vector                       tests, interop with plain data
-//   fast paths (optional,    axpby_randn, repeat_batch, axpby_halves      the DDPM/DDIM noisy step,
-//   declared in fast_paths)                                               batched CFG
+//   fast paths (optional,    axpby_randn, repeat_batch, axpby_halves,     the DDPM/DDIM noisy step,
+//   declared in fast_paths)  axpby_rows                                   batched CFG, training
+//                                                                         batches (a time per row)
 //
 // A fast path is used only when the backend declares it (`static constexpr TensorFastPaths
 // fast_paths{...}` in its traits), and a declared one must exist with the signature below: a typo
@@ -31,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "scoreflow/errors.hpp"
 #include "scoreflow/tensor/random.hpp"
 
 namespace scoreflow {
@@ -47,6 +49,7 @@ struct TensorFastPaths {
   bool axpby_randn = false;   ///< a·x + b·y + c·z, z ~ N(0, I) from gen in element order, one pass
   bool repeat_batch = false;  ///< x concatenated `times` times along the batch axis
   bool axpby_halves = false;  ///< a·y[first half of the batch] + b·y[second half]
+  bool axpby_rows = false;    ///< row i of the batch: a[i]·x_i + b[i]·y_i
 };
 
 namespace detail {
@@ -158,6 +161,27 @@ template <Tensor T> T axpby_halves(double a, double b, const T& y) {
                   "tensor_traits<T> defines axpby_halves but does not declare it in fast_paths: declare it to use it");
     const auto halves = split_batch(y, 2);
     return axpby(a, halves[0], b, halves[1]);
+  }
+}
+/// Row i of the batch: a[i]·x_i + b[i]·y_i — a process formula where every sample has its own
+/// time (a training batch). Fast path `axpby_rows`; the default splits the batch into rows.
+template <Tensor T>
+T axpby_rows(const std::vector<double>& a, const T& x, const std::vector<double>& b, const T& y) {
+  const auto n = shape(x).at(0);
+  if (static_cast<std::int64_t>(a.size()) != n || static_cast<std::int64_t>(b.size()) != n)
+    throw shape_error(detail::concat("axpby_rows: ", a.size(), " and ", b.size(), " coefficients for a batch of ", n));
+  if constexpr (detail::declared_fast_paths<T>().axpby_rows) {
+    static_assert(requires { { tensor_traits<T>::axpby_rows(a, x, b, y) } -> std::same_as<T>; },
+                  "tensor_traits<T> declares fast_paths.axpby_rows but has no axpby_rows(a, x, b, y) -> T");
+    return tensor_traits<T>::axpby_rows(a, x, b, y);
+  } else {
+    static_assert(!requires { tensor_traits<T>::axpby_rows(a, x, b, y); },
+                  "tensor_traits<T> defines axpby_rows but does not declare it in fast_paths: declare it to use it");
+    const auto xs = split_batch(x, n), ys = split_batch(y, n);
+    std::vector<T> rows;
+    rows.reserve(xs.size());
+    for (std::size_t i = 0; i < xs.size(); ++i) rows.push_back(axpby(a[i], xs[i], b[i], ys[i]));
+    return concat_batch(std::span<const T>(rows));
   }
 }
 template <Tensor T> std::pair<T, T> split_channels(const T& x, std::int64_t first) {

@@ -21,7 +21,7 @@ namespace scoreflow {
 template <>
 struct tensor_traits<torch::Tensor> {
   using T = torch::Tensor;
-  static constexpr TensorFastPaths fast_paths{.axpby_randn = true};
+  static constexpr TensorFastPaths fast_paths{.axpby_randn = true, .axpby_rows = true};
 
   static Shape shape(const T& x) { return Shape(x.sizes().begin(), x.sizes().end()); }
   static T axpby(double a, const T& x, double b, const T& y) {
@@ -38,6 +38,33 @@ struct tensor_traits<torch::Tensor> {
       return out;
     }
     return at::add(x * a, y, b);  // a·x + b·y in one kernel after the scale
+  }
+  /// Row i: a[i]·x_i + b[i]·y_i (tensor.hpp). On the CPU the same loop as axpby per row (the same
+  /// roundings); elsewhere one broadcast multiply-add with the coefficients as a tensor, not a
+  /// kernel per row.
+  static T axpby_rows(const std::vector<double>& a, const T& x, const std::vector<double>& b, const T& y) {
+    if (!x.sizes().equals(y.sizes())) throw shape_error("axpby_rows: operands differ in shape");
+    if (plain_cpu(x, y)) {
+      T out = at::empty(x.sizes(), x.options());
+      const std::int64_t rows = x.size(0), per = rows == 0 ? 0 : x.numel() / rows;
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_axpby_rows", [&] {
+        const scalar_t* px = x.data_ptr<scalar_t>();
+        const scalar_t* py = y.data_ptr<scalar_t>();
+        scalar_t* po = out.data_ptr<scalar_t>();
+        for (std::int64_t r = 0; r < rows; ++r) {
+          const auto sa = static_cast<scalar_t>(a[static_cast<std::size_t>(r)]);
+          const auto sb = static_cast<scalar_t>(b[static_cast<std::size_t>(r)]);
+          for (std::int64_t i = r * per; i < (r + 1) * per; ++i) po[i] = sa * px[i] + sb * py[i];
+        }
+      });
+      return out;
+    }
+    std::vector<std::int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
+    shape.at(0) = x.size(0);
+    const auto coefficients = [&](const std::vector<double>& c) {
+      return torch::tensor(c, torch::TensorOptions().dtype(torch::kFloat64)).to(x.options()).view(shape);
+    };
+    return x * coefficients(a) + y * coefficients(b);
   }
   /// a·x + b·y + c·z, z drawn from gen (tensor.hpp); fused on the CPU, the reference elsewhere.
   static T axpby_randn(double a, const T& x, double b, const T& y, double c, Generator& gen) {

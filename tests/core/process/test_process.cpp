@@ -57,3 +57,26 @@ TEST_CASE_TEMPLATE("dynamic thresholding as DeepFloyd IF (ratio 0.95, max 1.5)",
   CHECK_THROWS_WITH_AS(DynamicThreshold(1.5), doctest::Contains("ratio = 1.5"), invalid_option);
   CHECK_THROWS_WITH_AS(DynamicThreshold(0.95, 0.5), doctest::Contains("max_value = 0.5"), invalid_option);
 }
+
+TEST_CASE_TEMPLATE("process formulas with one coefficient per batch row equal the per-row formulas exactly",
+                   T, SCOREFLOW_BACKENDS) {
+  // A training batch: every sample at its own time (ops::axpby_rows; torch has a fast path, xtensor
+  // takes the generic default). Each row must be bit-identical to the one-value formula on that row.
+  Generator gen(11);
+  const T x = ops::randn_like(make<T>(std::vector<double>(3 * 2 * 4, 0.0), {3, 2, 2, 2}), gen);
+  const T e = ops::randn_like(x, gen);
+  const std::vector<double> alpha_bar{0.9, 0.35, 0.02}, t{0.1, 0.5, 0.97};
+  const auto xs = ops::split_batch(x, 3), es = ops::split_batch(e, 3);
+  const auto rows_of = [](const T& whole) { return ops::split_batch(whole, 3); };
+  const auto fwd = rows_of(diffusion::forward(x, alpha_bar, e));
+  const auto vel = rows_of(diffusion::velocity_from(e, x, alpha_bar));
+  const auto flw = rows_of(flow::forward(x, t, e));
+  for (std::size_t i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    CHECK(ops::to_vector(fwd[i]) == ops::to_vector(diffusion::forward(xs[i], alpha_bar[i], es[i])));
+    CHECK(ops::to_vector(vel[i]) == ops::to_vector(diffusion::velocity_from(es[i], xs[i], alpha_bar[i])));
+    CHECK(ops::to_vector(flw[i]) == ops::to_vector(flow::forward(xs[i], t[i], es[i])));
+  }
+  CHECK_THROWS_WITH_AS(diffusion::forward(x, std::vector<double>{0.5, 0.5}, e),
+                       doctest::Contains("2 and 2 coefficients for a batch of 3"), shape_error);
+}

@@ -90,17 +90,11 @@ torch::Tensor call(Net& net, const torch::Tensor& x, const torch::Tensor& t, con
   return net->forward(x, t, c * keep);
 }
 
-/// The N×C×H×W tensor whose row i is row(i). The core's forward processes (process.hpp) take one
-/// time per call, while every sample of a training batch has its own: each row is the core's
-/// formula at that sample's time. On contiguous CPU tensors a row is computed as the batched
-/// product a·x + b·y would be (the same float roundings), so the losses are those of a batched
-/// form bit for bit.
-template <class Row>
-torch::Tensor per_sample(std::int64_t n, Row&& row) {
-  std::vector<torch::Tensor> rows;
-  rows.reserve(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) rows.push_back(row(i));
-  return torch::stack(rows);
+/// A per-sample value (an N×1 or N tensor) as one coefficient per batch row, for the core's
+/// process formulas (process.hpp), which take one value per row (ops::axpby_rows).
+inline std::vector<double> per_row(const torch::Tensor& v) {
+  const auto d = v.to(torch::kCPU, torch::kFloat64).contiguous().view({-1});  // exact: every float is a double
+  return {d.data_ptr<double>(), d.data_ptr<double>() + d.numel()};
 }
 }  // namespace detail
 
@@ -148,10 +142,7 @@ class FlowMatching {
     const auto x0 = rng.normal_like(x1);
     // t is drawn on the CPU (TrainingRng always draws there), where each sample's value is read.
     const auto t_host = rng.uniform(x1.size(0), x1.options().device(torch::kCPU));  // N×1
-    const auto t_of = t_host.to(torch::kFloat64);  // exact: every float is a double
-    const auto t_at = t_of.accessor<double, 2>();
-    const auto xt =
-        detail::per_sample(x1.size(0), [&](std::int64_t i) { return flow::forward(x1[i], t_at[i][0], x0[i]); });
+    const auto xt = flow::forward(x1, detail::per_row(t_host), x0);
     const auto u = detail::call(net, xt, t_host.to(x1.device()), b, condition_, rng);
     return torch::mse_loss(u, x1 - x0);  // the velocity u = x₁ − x₀ of the path (process.hpp's flow)
   }
@@ -190,8 +181,9 @@ class DiffusionObjective {
     const auto t = rng.integers(n, steps);  // CPU int64
     const auto eps = rng.normal_like(x0);
     const auto t_at = t.accessor<std::int64_t, 1>();
-    const auto ab = [&](std::int64_t i) { return schedule_.alpha_bar(static_cast<int>(t_at[i])); };  // its ᾱ_t
-    const auto xt = detail::per_sample(n, [&](std::int64_t i) { return diffusion::forward(x0[i], ab(i), eps[i]); });
+    std::vector<double> alpha_bar(static_cast<std::size_t>(n));  // each sample's ᾱ_t
+    for (std::int64_t i = 0; i < n; ++i) alpha_bar[static_cast<std::size_t>(i)] = schedule_.alpha_bar(static_cast<int>(t_at[i]));
+    const auto xt = diffusion::forward(x0, alpha_bar, eps);
     // The input convention of models::ddpm_predictor: the integer timestep as t/T.
     const auto time = (t.to(torch::kFloat64) / static_cast<double>(steps)).view({n, 1}).to(x0.options());
     const auto prediction = detail::call(net, xt, time, b, condition_, rng);
@@ -199,9 +191,7 @@ class DiffusionObjective {
       case Parameterization::noise: return torch::mse_loss(prediction, eps);
       case Parameterization::sample: return torch::mse_loss(prediction, x0);
       case Parameterization::velocity:
-        return torch::mse_loss(prediction, detail::per_sample(n, [&](std::int64_t i) {
-                                 return diffusion::velocity_from(eps[i], x0[i], ab(i));
-                               }));
+        return torch::mse_loss(prediction, diffusion::velocity_from(eps, x0, alpha_bar));
     }
     throw invalid_option("DiffusionObjective: unknown target parameterization");
   }
