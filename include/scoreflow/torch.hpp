@@ -1,13 +1,14 @@
 #pragma once
 // scoreflow::torch umbrella header: the core (core.hpp) plus the LibTorch layer —
-//   torch/tensor.hpp      torch::Tensor as a scoreflow tensor
+//   torch/tensor.hpp      torch::Tensor as a scoreflow tensor; device.hpp: default_device()
 //   torch/models/         the seed's UNets, their sampler adapters, inference preparation
-//   torch/training/       objectives, the trainer, checkpoints
-//   torch/data/           IDX files and labelled data sets
+//   torch/training/       objectives, the trainer, its data sources and random stream, checkpoints
+//   torch/data/           IDX files, labelled data sets, batching
 //   torch/io/             images, loss logs, plots, atomic files, archive checks
 //   torch/eval/           the sample-quality evaluator
 //   torch/interop/        TorchScript denoisers and prompt embeddings (DeepFloyd IF)
 #include "scoreflow/core.hpp"
+#include "scoreflow/torch/data/batching.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch/data/idx.hpp"
 #include "scoreflow/torch/eval/evaluator.hpp"
@@ -24,8 +25,11 @@
 #include "scoreflow/torch/models/inference.hpp"
 #include "scoreflow/torch/models/unet.hpp"
 #include "scoreflow/torch/models/unet_blocks.hpp"
+#include "scoreflow/torch/device.hpp"
 #include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/torch_message.hpp"
 #include "scoreflow/torch/training/checkpoint.hpp"
+#include "scoreflow/torch/training/data_source.hpp"
 #include "scoreflow/torch/training/objectives.hpp"
 #include "scoreflow/torch/training/train_loop.hpp"
+#include "scoreflow/torch/training/training_rng.hpp"
