@@ -169,7 +169,7 @@ struct FlowTimeInput {
 /// t ∈ [0, 1], serves both objectives. Timesteps outside the training range are rejected.
 struct DiffusionTimeInput {
   using time_type = Timestep;
-  static constexpr const char* adapter = "ddpm_noise_predictor";
+  static constexpr const char* adapter = "ddpm_predictor";
   int train_steps;
   [[nodiscard]] double operator()(Timestep t) const {
     if (t.value < 0 || t.value >= train_steps)
@@ -235,9 +235,13 @@ struct TimeConditionedFn {
 template <class Net>
 using FlowVelocityFn = TimeConditionedFn<Net, FlowTimeInput>;
 
-/// The output (ε̂, v̂ or x̂₀) of a UNet trained with the DDPM objective: the timestep enters as t / T.
+/// The output (ε̂, v̂ or x̂₀, as trained by training::DiffusionObjective) of a diffusion UNet: the
+/// timestep enters as t / T.
 template <class Net>
-using NoisePredictorFn = TimeConditionedFn<Net, DiffusionTimeInput>;
+using DiffusionPredictorFn = TimeConditionedFn<Net, DiffusionTimeInput>;
+/// The former name: the adapter serves every target, not only the noise.
+template <class Net>
+using NoisePredictorFn [[deprecated("use DiffusionPredictorFn")]] = DiffusionPredictorFn<Net>;
 
 /// The one-step denoiser D(z) ≈ x of seed Part B §1.2 (time ignored).
 template <class Net>
@@ -263,15 +267,15 @@ Denoiser<FlowVelocityFn<Net>> flow_velocity(Net net) {
 /// Salimans & Ho 2022, §4) itself.
 template <class Net>
   requires TimeNet<Net> || ClassTimeNet<Net>
-Denoiser<NoisePredictorFn<Net>> ddpm_predictor(Net net, Parameterization target, int train_steps = 1000) {
+Denoiser<DiffusionPredictorFn<Net>> ddpm_predictor(Net net, Parameterization target, int train_steps = 1000) {
   scoreflow::detail::require(train_steps >= 1, "train_steps", train_steps, "must be positive");
-  return denoiser(NoisePredictorFn<Net>{std::move(net), {train_steps}}, target);
+  return denoiser(DiffusionPredictorFn<Net>{std::move(net), {train_steps}}, target);
 }
 
 /// DDPM noise predictor ε̂(x_t, t) (Parameterization::noise; Ho et al. 2020, §3.2).
 template <class Net>
   requires TimeNet<Net> || ClassTimeNet<Net>
-Denoiser<NoisePredictorFn<Net>> ddpm_noise_predictor(Net net, int train_steps = 1000) {
+Denoiser<DiffusionPredictorFn<Net>> ddpm_noise_predictor(Net net, int train_steps = 1000) {
   return ddpm_predictor(std::move(net), Parameterization::noise, train_steps);
 }
 
