@@ -8,13 +8,45 @@
 // interrupted run picks up where it stopped.
 #include <CLI/CLI.hpp>
 
-#include "common/cli.hpp"
-#include "common/context.hpp"
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/captions.hpp"
 #include "common/part_a.hpp"
 #include "common/part_b.hpp"
-#include "scoreflow/torch/models/cpu_threads.hpp"
+#include "common/program.hpp"
 
 namespace {
+constexpr std::string_view kTitle = "scoreflow gallery — the seed, reproduced (${mode})";
+constexpr std::string_view kIntro =
+    "Every deliverable of the seed's Part A (on a diffusion model trained here: MNIST digits play the prompts, the "
+    "unconditional mode plays \"a high quality photo\") and Part B, produced by the scoreflow examples through one "
+    "templated sampler. Seed ${seed}, dataset ${dataset}, device ${device}. Raw samples: samples/*-idx*-ubyte.";
+
+struct GalleryOptions {
+  examples::CommonOptions common{.out = "gallery"};
+  std::string dataset = "mnist", sweep;
+  bool quick = false, full = false, tiny = false;
+  std::int64_t sweep_per_class = 0;
+};
+
+void add_options(CLI::App& app, GalleryOptions& o) {
+  app.add_flag("--quick", o.quick, "small models for a 2-core CPU, about 10 minutes (default)");
+  app.add_flag("--full", o.full, "the seed's configurations");
+  app.add_flag("--tiny", o.tiny, "a smoke test for CI (minutes, meaningless quality)");
+  app.add_option("--out", o.common.out, "output folder");
+  app.add_option("--data", o.common.data, "folder with mnist/ and fashion-mnist/ (examples/prepare_data.sh)");
+  app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}));
+  examples::add_device_and_seed(app, o.common);
+  app.add_option("--solver-sweep", o.sweep,
+                 "Part B §2.7 quality against model calls on the class flow model, e.g. euler:300,heun:10,midpoint:15 "
+                 "(default: the mode's own list)");
+  app.add_option("--sweep-per-class", o.sweep_per_class, "samples per digit for each sweep point (default: as the evaluation)")
+      ->check(CLI::Range(1, 1000));
+}
+
 examples::PartBConfig tiny_part_b() {
   auto c = examples::PartBConfig::quick();
   c.train_limit = 512;
@@ -26,77 +58,56 @@ examples::PartBConfig tiny_part_b() {
   c.solver_sweep = {{examples::Solver::euler, 4}, {examples::Solver::heun, 2}};
   return c;
 }
+
+examples::PartBConfig part_b_config(const GalleryOptions& o, torch::Device device) {
+  auto b = o.full ? examples::PartBConfig::full() : o.tiny ? tiny_part_b() : examples::PartBConfig::quick();
+  b.seed = o.common.seed, b.device = device;
+  if (!o.sweep.empty()) b.solver_sweep = examples::parse_solver_list(o.sweep);
+  if (o.sweep_per_class > 0) b.sweep_per_class = o.sweep_per_class;
+  return b;
+}
+
+int run(const GalleryOptions& o) {
+  if (o.quick + o.full + o.tiny > 1) {
+    std::fprintf(stderr, "gallery: choose one of --quick, --full, --tiny\n");
+    return 2;
+  }
+  const std::string mode = o.full ? "full" : o.tiny ? "tiny" : "quick";
+  const auto device = examples::device(o.common);
+  const auto b = part_b_config(o, device);
+  auto a = o.full ? examples::PartAConfig::full() : o.tiny ? examples::PartAConfig::tiny() : examples::PartAConfig::quick();
+  a.seed = o.common.seed, a.device = device;
+
+  // Inputs first: bad data fails with one line, before anything is printed or written.
+  const auto in = examples::load_inputs(o.dataset == "mnist" ? scoreflow::mnist_paths(o.common.data)
+                                                             : scoreflow::fashion_mnist_paths(o.common.data));
+  auto ctx = examples::make_context(in, b.train_limit, o.common.out);
+  examples::Progress total("gallery (" + mode + ")");
+  examples::Report report(o.common.out);
+  ctx.classifier = examples::cached_classifier(examples::limited(in.train, o.tiny ? 2000 : 0), ctx.test, ctx.cache, device, &report);
+
+  examples::Progress pb("Part B");
+  examples::part_b(b, ctx, report);
+  report.timing("Part B total", pb.finish());
+
+  examples::Progress pa("Part A");
+  auto actx = examples::make_context(in, a.train_limit, o.common.out);
+  actx.classifier = ctx.classifier;
+  examples::part_a(a, actx, report);
+  report.timing("Part A total", pa.finish());
+
+  report.timing("gallery total (" + mode + ")", total.seconds());
+  const examples::Blanks page = {{"mode", mode}, {"seed", std::to_string(o.common.seed)}, {"dataset", o.dataset}, {"device", device.str()}};
+  examples::write_pages(report, examples::fill(kTitle, page), examples::fill(kIntro, page));
+  total.finish();
+  std::printf("gallery written: open %s\n", std::filesystem::absolute(std::filesystem::path(o.common.out) / "index.html").c_str());
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"scoreflow gallery: the whole seed (Part A and Part B) as one HTML page"};
-  examples::one_line_parse_errors(app);
-  std::string out = "gallery", data = "data", dataset = "mnist", device_name = "auto", mode = "quick";
-  std::uint64_t seed = 42;
-  bool quick = false, full = false, tiny = false;
-  app.add_flag("--quick", quick, "small models for a 2-core CPU, about 10 minutes (default)");
-  app.add_flag("--full", full, "the seed's configurations");
-  app.add_flag("--tiny", tiny, "a smoke test for CI (minutes, meaningless quality)");
-  app.add_option("--out", out, "output folder");
-  app.add_option("--data", data, "folder with mnist/ and fashion-mnist/ (examples/prepare_data.sh)");
-  app.add_option("--dataset", dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}));
-  app.add_option("--device", device_name, "cpu, cuda or auto");
-  app.add_option("--seed", seed, "the one seed used throughout");
-  std::string sweep;
-  std::int64_t sweep_per_class = 0;
-  app.add_option("--solver-sweep", sweep,
-                 "Part B §2.7 quality against model calls on the class flow model, e.g. euler:300,heun:10,midpoint:15 "
-                 "(default: the mode's own list)");
-  app.add_option("--sweep-per-class", sweep_per_class, "samples per digit for each sweep point (default: as the evaluation)")
-      ->check(CLI::Range(1, 1000));
-  CLI11_PARSE(app, argc, argv);
-  scoreflow::models::set_cpu_threads(at::get_num_threads());  // OMP_NUM_THREADS in LibTorch, one in OpenBLAS
-  if (quick + full + tiny > 1) {
-    std::fprintf(stderr, "gallery: choose one of --quick, --full, --tiny\n");
-    return 2;
-  }
-  mode = full ? "full" : tiny ? "tiny" : "quick";
-  try {
-    const torch::Device device = device_name == "auto" ? scoreflow::training::default_device() : torch::Device(device_name);
-    auto b = full ? examples::PartBConfig::full() : tiny ? tiny_part_b() : examples::PartBConfig::quick();
-    b.seed = seed, b.device = device;
-    if (!sweep.empty()) b.solver_sweep = examples::parse_solver_list(sweep);
-    if (sweep_per_class > 0) b.sweep_per_class = sweep_per_class;
-    auto a = full ? examples::PartAConfig::full() : tiny ? examples::PartAConfig::tiny() : examples::PartAConfig::quick();
-    a.seed = seed, a.device = device;
-
-    // Inputs first: bad data fails with one line, before anything is printed or written.
-    const auto paths = dataset == "mnist" ? scoreflow::mnist_paths(data) : scoreflow::fashion_mnist_paths(data);
-    const auto train = scoreflow::load_image_dataset(paths, scoreflow::Split::train);
-    examples::PartBContext ctx{examples::limited(train, b.train_limit), scoreflow::load_image_dataset(paths, scoreflow::Split::test),
-                               nullptr, std::filesystem::path(out) / "cache"};
-    examples::Progress total("gallery (" + mode + ")");
-    examples::Report report(out);
-    ctx.classifier = examples::cached_classifier(examples::limited(train, tiny ? 2000 : 0), ctx.test, ctx.cache, device, &report);
-
-    examples::Progress pb("Part B");
-    examples::part_b_denoiser(b, ctx, report);
-    examples::part_b_flow(b, ctx, report);
-    report.timing("Part B total", pb.finish());
-
-    examples::Progress pa("Part A");
-    examples::PartBContext actx = ctx;
-    actx.train = examples::limited(train, a.train_limit);
-    examples::part_a(a, actx, report);
-    report.timing("Part A total", pa.finish());
-
-    report.timing("gallery total (" + mode + ")", total.seconds());
-    report.write_json();
-    report.write_html("scoreflow gallery — the seed, reproduced (" + mode + ")",
-                      "Every deliverable of the seed's Part A (on a diffusion model trained here: MNIST digits play the "
-                      "prompts, the unconditional mode plays \"a high quality photo\") and Part B, produced by the scoreflow "
-                      "examples through one templated sampler. Seed " + std::to_string(seed) + ", dataset " + dataset +
-                      ", device " + device.str() + ". Raw samples: samples/*-idx*-ubyte.");
-    total.finish();
-    std::printf("gallery written: open %s\n", std::filesystem::absolute(std::filesystem::path(out) / "index.html").c_str());
-  } catch (const std::exception& e) {
-    return examples::report_failure("gallery", e);
-  } catch (...) {
-    return examples::report_failure("gallery");
-  }
+  GalleryOptions o;
+  add_options(app, o);
+  return examples::run_program("gallery", app, argc, argv, [&] { return run(o); });
 }

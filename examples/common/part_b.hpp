@@ -1,24 +1,28 @@
 #pragma once
-// Every deliverable of the seed's Part B (one-step denoiser, time- and class-conditioned flow
-// matching), written into a Report. Shared by examples/part_b.cpp and the gallery.
-#include <cmath>
-#include <filesystem>
+// Every deliverable of the seed's Part B, written into a Report: the one-step denoiser (§1.2 –
+// §1.2.3), time- and class-conditioned flow matching (§2.2 – §2.6), and solvers and the core's
+// policies on the class-conditioned flow (§2.7, not in the seed). One function per seed section;
+// the page's text is in part_b_captions.hpp. Shared by examples/part_b.cpp and the gallery.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "common/captions.hpp"
 #include "common/context.hpp"
 #include "common/flow_sampling.hpp"
+#include "common/part_b_captions.hpp"
 #include "common/report.hpp"
 #include "common/training_run.hpp"
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch.hpp"
-#include "scoreflow/torch/data/dataset.hpp"
-#include "scoreflow/torch/data/idx.hpp"
-#include "scoreflow/torch/eval/evaluator.hpp"
 #include "scoreflow/torch/io/image_io.hpp"
 
 namespace examples {
 
 namespace sm = scoreflow::models;
+namespace text_b = part_b_text;
 
 struct PartBConfig {
   torch::Device device = torch::kCPU;
@@ -81,326 +85,349 @@ struct PartBConfig {
   }
 };
 
-/// Everything Part B needs from outside: data and the evaluator.
-struct PartBContext {
-  scoreflow::ImageDataset train, test;
-  scoreflow::DigitClassifier classifier;
-  std::filesystem::path cache;
-};
-
 namespace detail {
-inline std::string epochs_label(std::int64_t e) { return "after epoch " + std::to_string(e); }
+/// The σ of the seed's §1.2 noising figure and §1.2.2 out-of-distribution test.
+inline const std::vector<double> sigmas = {0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0};
 
-inline scoreflow::GridOptions digit_grid(std::int64_t nrow) {
-  scoreflow::GridOptions g;
-  g.nrow = nrow;
-  g.upscale = 3;
-  return g;
+/// "batch …, Adam …, … epochs on … images, seed …": how a loss curve's model was trained.
+inline std::string training_text(const tr::TrainOptions& o, std::int64_t images) {
+  return fill(text_b::training, {{"batch", std::to_string(o.batch_size)}, {"lr", fmt(o.lr)}, {"epochs", std::to_string(o.epochs)},
+                                 {"images", std::to_string(images)}, {"seed", std::to_string(o.seed)}});
 }
-
-/// Writes samples and their intended labels (255: none) as IDX (uint8, 28×28).
-inline void export_idx(Report& report, const std::string& name, const torch::Tensor& images, const torch::Tensor& labels) {
-  const auto bytes = (images.clamp(0, 1) * 255).round().to(torch::kUInt8).reshape({images.size(0), 28, 28});
-  scoreflow::write_idx(report.path("samples/" + name + "-images-idx3-ubyte"), bytes);
-  scoreflow::write_idx(report.path("samples/" + name + "-labels-idx1-ubyte"), labels.to(torch::kUInt8));
-}
-
-struct Quality {
-  double cas = NAN, fd = NAN;
-};
-inline Quality quality(PartBContext& ctx, const torch::Tensor& images, const torch::Tensor& labels) {
-  Quality q;
-  if (labels.defined()) q.cas = scoreflow::classification_accuracy(ctx.classifier, images, labels);
-  const auto n = std::min<std::int64_t>(ctx.test.size(), std::max<std::int64_t>(images.size(0), 500));
-  q.fd = scoreflow::classifier_frechet_distance(ctx.classifier, ctx.test.images.slice(0, 0, n), images);
-  return q;
+inline std::string sampling_text(const FlowSampling& s) { return std::to_string(s.steps) + " " + name(s.solver) + " steps"; }
+inline bool is_snapshot(const PartBConfig& cfg, std::int64_t epoch, std::int64_t epochs) {
+  const auto s = cfg.snapshots(epochs);
+  return std::find(s.begin(), s.end(), epoch) != s.end();
 }
 }  // namespace detail
 
-/// Seed Part B §1: the one-step denoiser and its pure-noise variant.
-inline void part_b_denoiser(const PartBConfig& cfg, PartBContext& ctx, Report& report) {
-  report.section_title("B 1.2", "Using the UNet to train a denoiser");
-  report.section_title("B 1.2.1", "Training (σ = 0.5)");
-  report.section_title("B 1.2.2", "Out-of-distribution testing");
-  report.section_title("B 1.2.3", "Denoising pure noise");
-  const std::vector<double> sigmas = {0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0};
+// ---- §1.2 – §1.2.3: the one-step denoiser ----
+
+/// Seed §1.2: z = x + σε for each σ; rows = five test digits, columns = σ.
+inline void part_b_noising(const PartBConfig& cfg, Context& ctx, Report& report) {
   const auto digits = ctx.test.images.slice(0, 0, 5);
   torch::manual_seed(cfg.seed);
-  {  // §1.2: z = x + σε for each σ; rows = digits, columns = σ
-    std::vector<torch::Tensor> cols;
-    for (double s : sigmas) cols.push_back(digits + s * torch::randn_like(digits));
-    const auto grid = torch::stack(cols, 1).reshape({-1, 1, 28, 28});
-    scoreflow::save_grid_png(report.path("b12_noising.png"), grid, detail::digit_grid(7));
-    report.add({"B 1.2", "Noising process", "b12_noising.png",
-                "z = x + σε for σ = 0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0 (columns), five test digits (rows); seed " +
-                    std::to_string(cfg.seed)});
-  }
-  for (const bool pure : {false, true}) {
-    const std::string name = pure ? "b123_pure_noise" : "b121_denoiser";
-    const std::string section = pure ? "B 1.2.3" : "B 1.2.1";
-    torch::manual_seed(cfg.seed);
-    sm::UnconditionalUNet net(sm::UNetOptions{.hidden = cfg.denoiser_hidden});
-    tr::TrainOptions o{.epochs = cfg.denoiser_epochs, .batch_size = cfg.denoiser_batch, .lr = cfg.denoiser_lr,
-                       .seed = cfg.seed, .device = cfg.device, .log_every = 5};
-    const auto train = limited(ctx.train, cfg.denoiser_train_limit);
-    const auto n_train = train.size();
-    o.checkpoint_dir = run_dir(ctx.cache, name, o, "unet D" + std::to_string(cfg.denoiser_hidden) + " n" + std::to_string(n_train));
-    tr::Trainer trainer(net, pure ? tr::Denoising::pure_noise() : tr::Denoising(0.5), o);
-    torch::manual_seed(cfg.seed + 1);
-    const auto test_x = ctx.test.images.slice(0, 0, 8);
-    const auto test_z = pure ? torch::randn_like(test_x) : test_x + 0.5 * torch::randn_like(test_x);
-    auto snapshot = [&](std::int64_t epoch) {
-      torch::NoGradGuard g;
-      net->eval();
-      const auto out = net->forward(test_z.to(cfg.device)).cpu();
-      net->train();
-      const auto grid = pure ? out : torch::cat({test_x, test_z, out});
-      scoreflow::save_grid_png(report.path(name + "_epoch" + std::to_string(epoch) + ".png"), grid.clamp(0, 1), detail::digit_grid(8));
-    };
-    const auto data = tr::tensor_source(train.images, train.labels);
-    auto run = train_cached(name, pure ? "pure-noise denoiser" : "one-step denoiser (σ = 0.5)", trainer, data, report,
-                            [&](const tr::EpochSummary& s) {
-                              if (s.epoch == 1 || s.epoch == cfg.denoiser_epochs) snapshot(s.epoch);
-                            });
-    const std::string what = "UnconditionalUNet D = " + std::to_string(cfg.denoiser_hidden) + ", batch " +
-                             std::to_string(cfg.denoiser_batch) + ", Adam " + fmt(cfg.denoiser_lr) + ", " +
-                             std::to_string(cfg.denoiser_epochs) + " epochs on " + std::to_string(n_train) +
-                             " images, seed " + std::to_string(cfg.seed);
-    report.add({section, pure ? "Training loss (pure noise input)" : "Training loss", name + "_loss.png", what,
-                {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
-    for (std::int64_t e : {std::int64_t{1}, cfg.denoiser_epochs})
-      report.add({section, (pure ? "Outputs from pure noise " : "Test digits: clean / noisy / denoised, ") + detail::epochs_label(e),
-                  name + "_epoch" + std::to_string(e) + ".png",
-                  pure ? "D(ε) for eight draws ε ~ N(0, I)" : "rows: x, z = x + 0.5ε, D(z)"});
-    torch::NoGradGuard g;
-    net->eval();
-    if (!pure) {  // §1.2.2: same digits, σ outside training
-      std::vector<torch::Tensor> rows;
-      std::vector<std::pair<std::string, std::string>> mses;
-      torch::manual_seed(cfg.seed + 2);
-      const auto eps = torch::randn_like(test_x);
-      for (double s : sigmas) {
-        const auto z = test_x + s * eps;
-        const auto out = net->forward(z.to(cfg.device)).cpu();
-        rows.push_back(torch::cat({z, out}));
-        mses.emplace_back("MSE at σ = " + fmt(s, 2), fmt((out - test_x).pow(2).mean().item<double>()));
-      }
-      scoreflow::save_grid_png(report.path("b122_ood.png"), torch::cat(rows).clamp(0, 1), detail::digit_grid(8));
-      report.add({"B 1.2.2", "Denoising at σ it was not trained for", "b122_ood.png",
-                  "pairs of rows per σ ∈ {0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0}: z, then D(z); same eight test digits", mses});
-    } else {  // §1.2.3 question, answered by measurement
-      const auto out = net->forward(torch::randn({256, 1, 28, 28}).to(cfg.device)).cpu();
-      const auto mean_image = ctx.train.images.mean(0, true);
-      const double to_mean = (out - mean_image).pow(2).mean().item<double>();
-      const double spread = (out - out.mean(0, true)).pow(2).mean().item<double>();
-      const double digit_to_mean = (ctx.test.images.slice(0, 0, 256) - mean_image).pow(2).mean().item<double>();
-      scoreflow::save_grid_png(report.path("b123_mean_image.png"), torch::cat({mean_image, out.slice(0, 0, 7)}), detail::digit_grid(8));
-      report.add({"B 1.2.3", "The training-set mean image beside outputs from pure noise", "b123_mean_image.png",
-                  "first image: the mean of all training digits; then D(ε) for seven ε",
-                  {{"MSE(output, mean image)", fmt(to_mean)},
-                   {"variance across outputs", fmt(spread)},
-                   {"MSE(real digit, mean image)", fmt(digit_to_mean)}}});
-      report.note({"B 1.2.3", "What denoising pure noise produces, and why",
-                   "With z = ε independent of x, the L2-optimal D(z) is E[x | z] = E[x]: the average training digit, "
-                   "whatever the noise. Measured: the outputs are " + fmt(to_mean / digit_to_mean * 100, 3) +
-                       "% as far (MSE) from the mean image as real digits are, and vary across inputs by only " +
-                       fmt(spread) + " per pixel. They are a blurry superposition of all digits, not a digit: one-step "
-                       "denoising of pure noise cannot generate, which is why Part B §2 denoises iteratively."});
-    }
-  }
+  std::vector<torch::Tensor> cols;
+  for (double s : detail::sigmas) cols.push_back(digits + s * torch::randn_like(digits));
+  const auto grid = torch::stack(cols, 1).reshape({-1, 1, 28, 28});
+  add_grid(report, figure(text_b::noising, {{"seed", std::to_string(cfg.seed)}}), grid, digit_grid(7));
 }
 
-/// Seed Part B §2: time- and class-conditioned flow matching, sampled through scoreflow::Sampler.
-inline void part_b_flow(const PartBConfig& cfg, PartBContext& ctx, Report& report) {
-  report.section_title("B 2.2", "Training the time-conditioned UNet");
-  report.section_title("B 2.3", "Sampling from the time-conditioned UNet");
-  report.section_title("B 2.5", "Training the class-conditioned UNet");
-  report.section_title("B 2.6", "Sampling with classifier-free guidance");
-  report.section_title("B 2.7", "Solvers and policies on the class-conditioned flow model");
+/// A trained §1.2 denoiser with the eight test digits x it is shown and its inputs z.
+struct TrainedDenoiser {
+  sm::UnconditionalUNet net;
+  torch::Tensor test_x, test_z;
+};
+
+/// Seed §1.2.1 (z = x + 0.5ε) or §1.2.3 (z = ε): trains the denoiser (the seed's D = 128, batch
+/// 256, Adam 1e-4, 5 epochs in full) and shows its outputs on test digits after the first and
+/// the last epoch, as the seed's deliverables ask.
+inline TrainedDenoiser train_denoiser(const PartBConfig& cfg, Context& ctx, const text_b::DenoiserText& text, bool pure,
+                                      Report& report) {
+  const std::string run(text.run);
+  torch::manual_seed(cfg.seed);
+  sm::UnconditionalUNet net(sm::UNetOptions{.hidden = cfg.denoiser_hidden});
+  tr::TrainOptions o{.epochs = cfg.denoiser_epochs, .batch_size = cfg.denoiser_batch, .lr = cfg.denoiser_lr,
+                     .seed = cfg.seed, .device = cfg.device, .log_every = 5};
+  const auto train = limited(ctx.train, cfg.denoiser_train_limit);
+  o.checkpoint_dir = run_dir(ctx.cache, run, o, "unet D" + std::to_string(cfg.denoiser_hidden) + " n" + std::to_string(train.size()));
+  tr::Trainer trainer(net, pure ? tr::Denoising::pure_noise() : tr::Denoising(0.5), o);
+  torch::manual_seed(cfg.seed + 1);
+  const auto test_x = ctx.test.images.slice(0, 0, 8);
+  const auto test_z = pure ? torch::randn_like(test_x) : test_x + 0.5 * torch::randn_like(test_x);
+  auto epoch_image = [&](std::int64_t e) { return fill(text.epoch.image, {{"run", run}, {"epoch", std::to_string(e)}}); };
+  auto snapshot = [&](const tr::EpochSummary& s) {
+    if (s.epoch != 1 && s.epoch != cfg.denoiser_epochs) return;
+    torch::NoGradGuard g;
+    net->eval();
+    const auto out = net->forward(test_z.to(cfg.device)).cpu();
+    net->train();
+    const auto grid = pure ? out : torch::cat({test_x, test_z, out});
+    scoreflow::save_grid_png(report.path(epoch_image(s.epoch)), grid.clamp(0, 1), digit_grid(8));
+  };
+  const auto data = tr::tensor_source(train.images, train.labels);
+  const auto result = train_cached(run, std::string(text.name), trainer, data, report, snapshot);
+  report.add(figure(text.loss, {{"run", run}, {"hidden", std::to_string(cfg.denoiser_hidden)},
+                                {"training", detail::training_text(o, train.size())}},
+                    loss_numbers(result)));
+  for (std::int64_t e : {std::int64_t{1}, cfg.denoiser_epochs})
+    report.add(figure(text.epoch, {{"run", run}, {"epoch", std::to_string(e)}}));
+  return {net, test_x, test_z};
+}
+
+/// Seed §1.2.2: the σ = 0.5 denoiser on the same eight digits at every σ of §1.2.
+inline void part_b_out_of_distribution(const PartBConfig& cfg, TrainedDenoiser& d, Report& report) {
+  torch::NoGradGuard g;
+  d.net->eval();
+  std::vector<torch::Tensor> rows;
+  Numbers mses;
+  torch::manual_seed(cfg.seed + 2);
+  const auto eps = torch::randn_like(d.test_x);
+  for (double s : detail::sigmas) {
+    const auto z = d.test_x + s * eps;
+    const auto out = d.net->forward(z.to(cfg.device)).cpu();
+    rows.push_back(torch::cat({z, out}));
+    mses.emplace_back("MSE at σ = " + fmt(s, 2), fmt((out - d.test_x).pow(2).mean().item<double>()));
+  }
+  add_grid(report, figure(text_b::out_of_distribution, {}, mses), torch::cat(rows).clamp(0, 1), digit_grid(8));
+}
+
+/// Seed §1.2.3's question ("what patterns do you observe, and why?"), answered by measuring how
+/// close the pure-noise denoiser's outputs are to the training-set mean image.
+inline void part_b_pure_noise_answer(const PartBConfig& cfg, Context& ctx, TrainedDenoiser& d, Report& report) {
+  torch::NoGradGuard g;
+  d.net->eval();
+  const auto out = d.net->forward(torch::randn({256, 1, 28, 28}).to(cfg.device)).cpu();
+  const auto mean_image = ctx.train.images.mean(0, true);
+  const double to_mean = (out - mean_image).pow(2).mean().item<double>();
+  const double spread = (out - out.mean(0, true)).pow(2).mean().item<double>();
+  const double digit_to_mean = (ctx.test.images.slice(0, 0, 256) - mean_image).pow(2).mean().item<double>();
+  add_grid(report,
+           figure(text_b::mean_image, {},
+                  {{"MSE(output, mean image)", fmt(to_mean)}, {"variance across outputs", fmt(spread)},
+                   {"MSE(real digit, mean image)", fmt(digit_to_mean)}}),
+           torch::cat({mean_image, out.slice(0, 0, 7)}), digit_grid(8));
+  report.note(note(text_b::why_the_mean, {{"percent", fmt(to_mean / digit_to_mean * 100, 3)}, {"spread", fmt(spread)}}));
+}
+
+/// Seed Part B §1.2 – §1.2.3, in the seed's order.
+inline void part_b_denoiser(const PartBConfig& cfg, Context& ctx, Report& report) {
+  part_b_noising(cfg, ctx, report);
+  auto one_step = train_denoiser(cfg, ctx, text_b::one_step, false, report);
+  part_b_out_of_distribution(cfg, one_step, report);
+  auto pure_noise = train_denoiser(cfg, ctx, text_b::pure_noise, true, report);
+  part_b_pure_noise_answer(cfg, ctx, pure_noise, report);
+}
+
+// ---- §2.2 – §2.3: the time-conditioned flow ----
+
+/// Seed §2.2 (Algorithm 1): trains the time-conditioned flow and samples it (Algorithm 2) after
+/// the seed's epochs 1, 5 and 10.
+inline sm::TimeConditionalUNet train_time_flow(const PartBConfig& cfg, Context& ctx, Report& report) {
+  torch::manual_seed(cfg.seed);
+  sm::TimeConditionalUNet net(sm::UNetOptions{.hidden = cfg.variant_hidden});
+  const auto epochs = cfg.time_flow_epochs;
+  tr::TrainOptions o{.epochs = epochs, .batch_size = cfg.flow_batch, .lr = cfg.flow_lr, .lr_decay = tr::seed_lr_decay(epochs),
+                     .seed = cfg.seed, .device = cfg.device, .log_every = 10};
+  o.checkpoint_dir = run_dir(ctx.cache, "b22_time_flow", o, "time D" + std::to_string(cfg.variant_hidden) + " n" + std::to_string(ctx.train.size()));
+  tr::Trainer trainer(net, tr::FlowMatching<>{}, o);
+  auto epoch_image = [&](std::int64_t e) { return fill(text_b::time_epoch.image, {{"epoch", std::to_string(e)}}); };
   const auto data = tr::tensor_source(ctx.train.images, ctx.train.labels);
-  const std::string sampling_text = std::to_string(cfg.sampling.steps) + " " + name(cfg.sampling.solver) + " steps";
-  auto is_snapshot = [&](std::int64_t e, std::int64_t epochs) {
-    const auto s = cfg.snapshots(epochs);
-    return std::find(s.begin(), s.end(), e) != s.end();
-  };
-  auto train_text = [&](std::int64_t epochs, std::int64_t batch) {
-    return "batch " + std::to_string(batch) + ", Adam " + fmt(cfg.flow_lr) + ", " + std::to_string(epochs) + " epochs on " +
-           std::to_string(ctx.train.size()) + " images, seed " + std::to_string(cfg.seed);
-  };
+  const auto run = train_cached("b22_time_flow", "time-conditioned flow", trainer, data, report, [&](const tr::EpochSummary& s) {
+    if (!detail::is_snapshot(cfg, s.epoch, epochs)) return;
+    scoreflow::Generator gen(cfg.seed);
+    const auto x = sample_time_flow(net, 40, cfg.sampling, gen, cfg.device);
+    scoreflow::save_grid_png(report.path(epoch_image(s.epoch)), x.clamp(0, 1), digit_grid(10));
+  });
+  report.add(figure(text_b::time_loss, {{"hidden", std::to_string(cfg.variant_hidden)}, {"training", detail::training_text(o, ctx.train.size())},
+                                        {"scheduler", std::string(text_b::scheduler)}},
+                    loss_numbers(run)));
+  for (auto e : cfg.snapshots(epochs))
+    report.add(figure(text_b::time_epoch, {{"epoch", std::to_string(e)}, {"sampling", detail::sampling_text(cfg.sampling)},
+                                           {"seed", std::to_string(cfg.seed)}}));
+  sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
+  return net;
+}
 
-  // ---- §2.2–2.3 time-conditioned ----
-  {
-    torch::manual_seed(cfg.seed);
-    sm::TimeConditionalUNet net(sm::UNetOptions{.hidden = cfg.variant_hidden});
-    const auto epochs = cfg.time_flow_epochs;
-    tr::TrainOptions o{.epochs = epochs, .batch_size = cfg.flow_batch, .lr = cfg.flow_lr,
-                       .lr_decay = tr::seed_lr_decay(epochs), .seed = cfg.seed, .device = cfg.device,
-                       .log_every = 10};
-    o.checkpoint_dir = run_dir(ctx.cache, "b22_time_flow", o, "time D" + std::to_string(cfg.variant_hidden) + " n" + std::to_string(ctx.train.size()));
-    tr::Trainer trainer(net, tr::FlowMatching<>{}, o);
-    auto run = train_cached("b22_time_flow", "time-conditioned flow", trainer, data, report, [&](const tr::EpochSummary& s) {
-      if (!is_snapshot(s.epoch, epochs)) return;
-      scoreflow::Generator gen(cfg.seed);
-      const auto x = sample_time_flow(net, 40, cfg.sampling, gen, cfg.device);
-      scoreflow::save_grid_png(report.path("b23_time_epoch" + std::to_string(s.epoch) + ".png"), x.clamp(0, 1), detail::digit_grid(10));
-    });
-    report.add({"B 2.2", "Training loss, time-conditioned UNet", "b22_time_flow_loss.png",
-                "TimeConditionalUNet, D = " + std::to_string(cfg.variant_hidden) + ", " + train_text(epochs, cfg.flow_batch) + ", exponential LR decay γ = 0.1^(1/epochs)",
-                {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
-    for (auto e : cfg.snapshots(epochs))
-      report.add({"B 2.3", "Samples " + detail::epochs_label(e), "b23_time_epoch" + std::to_string(e) + ".png",
-                  "40 samples, " + sampling_text + " from t = 0 (noise) to 1, generator seed " + std::to_string(cfg.seed)});
-    sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
-    scoreflow::Generator gen(cfg.seed + 10);
-    Progress p("sampling the time-conditioned model for evaluation");
-    const auto x = sample_time_flow(net, 10 * cfg.eval_per_class, cfg.sampling, gen, cfg.device);
-    report.timing("sample flow_time (" + std::to_string(x.size(0)) + " images)", p.finish());
-    detail::export_idx(report, "flow_time", x, torch::full({x.size(0)}, 255, torch::kLong));
-    const auto q = detail::quality(ctx, x, {});
-    report.add({"B 2.3", "Evaluation of the final time-conditioned model", "b23_time_epoch" + std::to_string(epochs) + ".png",
-                std::to_string(x.size(0)) + " samples exported as samples/flow_time-*-idx*-ubyte", {{"Fréchet distance (classifier features)", fmt(q.fd)}}});
-  }
+/// Seed §2.3: fresh samples of the final time-conditioned model (generator seed + 10), exported
+/// as IDX and scored by their Fréchet distance (no class to check).
+inline void evaluate_time_flow(const PartBConfig& cfg, Context& ctx, const sm::TimeConditionalUNet& net, Report& report) {
+  scoreflow::Generator gen(cfg.seed + 10);
+  Progress p("sampling the time-conditioned model for evaluation");
+  const auto x = sample_time_flow(net, 10 * cfg.eval_per_class, cfg.sampling, gen, cfg.device);
+  report.timing("sample flow_time (" + std::to_string(x.size(0)) + " images)", p.finish());
+  export_idx(report, "flow_time", x, torch::full({x.size(0)}, 255, torch::kLong));
+  const auto q = quality(ctx, x, {});
+  report.add(figure(text_b::time_evaluation, {{"epoch", std::to_string(cfg.time_flow_epochs)}, {"samples", std::to_string(x.size(0))}},
+                    {{"Fréchet distance (classifier features)", fmt(q.fd)}}));
+}
 
-  // ---- §2.4–2.6 class-conditioned, with and without the scheduler ----
-  struct Variant {
-    std::string name, title;
-    bool scheduled;
-    double lr;
-    std::int64_t hidden, epochs, batch;
-  };
-  // The main model first; then the §2.6 comparison at variant_hidden × comparison_epochs (the
-  // main model serves as the scheduled baseline when size and length agree).
-  const auto class_batch = cfg.class_flow_batch > 0 ? cfg.class_flow_batch : cfg.flow_batch;
-  std::vector<Variant> variants = {
-      {"b25_class_flow", "class-conditioned flow", true, cfg.flow_lr, cfg.flow_hidden, cfg.flow_epochs, class_batch}};
-  const bool main_is_baseline =
-      cfg.variant_hidden == cfg.flow_hidden && cfg.comparison_epochs == cfg.flow_epochs && class_batch == cfg.flow_batch;
-  if (!main_is_baseline)
-    variants.push_back({"b26_scheduled", "class flow D=" + std::to_string(cfg.variant_hidden) + ", with scheduler", true, cfg.flow_lr,
-                        cfg.variant_hidden, cfg.comparison_epochs, cfg.flow_batch});
+// ---- §2.5 – §2.6: the class-conditioned flow, with and without the scheduler ----
+
+/// One class-conditioned model of §2.5 – §2.6.
+struct Variant {
+  std::string name, title;
+  bool scheduled;
+  double lr;
+  std::int64_t hidden, epochs, batch;
+  bool main = false;  ///< §2.5's model, which §2.6 and §2.7 sample
+};
+
+namespace detail {
+inline std::int64_t class_batch(const PartBConfig& cfg) { return cfg.class_flow_batch > 0 ? cfg.class_flow_batch : cfg.flow_batch; }
+/// The main model is also §2.6's scheduled baseline when its size, length and batch agree.
+inline bool main_is_baseline(const PartBConfig& cfg) {
+  return cfg.variant_hidden == cfg.flow_hidden && cfg.comparison_epochs == cfg.flow_epochs && class_batch(cfg) == cfg.flow_batch;
+}
+}  // namespace detail
+
+/// The main model first; then §2.6's question (can we drop the scheduler?) at variant_hidden ×
+/// comparison_epochs: with the scheduler, without it at the same lr, without it compensated.
+inline std::vector<Variant> class_variants(const PartBConfig& cfg) {
+  const auto d = cfg.variant_hidden;
+  std::vector<Variant> v = {{"b25_class_flow", "class-conditioned flow", true, cfg.flow_lr, cfg.flow_hidden, cfg.flow_epochs,
+                             detail::class_batch(cfg), true}};
+  if (!detail::main_is_baseline(cfg))
+    v.push_back({"b26_scheduled", "class flow D=" + std::to_string(d) + ", with scheduler", true, cfg.flow_lr, d, cfg.comparison_epochs,
+                 cfg.flow_batch});
   if (cfg.naive_no_scheduler)
-    variants.push_back({"b26_no_scheduler_naive", "class flow, no scheduler, same lr", false, cfg.flow_lr, cfg.variant_hidden,
-                        cfg.comparison_epochs, cfg.flow_batch});
-  variants.push_back({"b26_no_scheduler", "class flow, no scheduler, compensated lr", false, cfg.no_scheduler_lr,
-                      cfg.variant_hidden, cfg.comparison_epochs, cfg.flow_batch});
-  std::vector<std::pair<std::string, std::string>> comparison;
-  sm::ClassConditionalUNet main_net(nullptr);
-  for (const auto& v : variants) {
-    const bool is_main = &v == &variants.front();
-    torch::manual_seed(cfg.seed);
-    sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = v.hidden});
-    const std::optional<double> decay = v.scheduled ? std::optional<double>(tr::seed_lr_decay(v.epochs)) : std::nullopt;
-    tr::TrainOptions o{.epochs = v.epochs, .batch_size = v.batch, .lr = v.lr, .lr_decay = decay,
-                       .seed = cfg.seed, .device = cfg.device, .log_every = 10};
-    o.checkpoint_dir = run_dir(ctx.cache, v.name, o, "class D" + std::to_string(v.hidden) + " n" + std::to_string(ctx.train.size()));
-    tr::Trainer trainer(net, tr::FlowMatching<tr::ClassDropout>{tr::ClassDropout{0.1}}, o);
-    const auto grid_labels = digit_labels(4);
-    auto run = train_cached(v.name, v.title, trainer, data, report, [&](const tr::EpochSummary& s) {
-      if (!is_snapshot(s.epoch, v.epochs)) return;
-      scoreflow::Generator gen(cfg.seed);
-      const auto x = sample_class_flow(net, grid_labels, cfg.sampling, gen, cfg.device);
-      // 4 of each digit: one column per digit
-      const auto by_column = x.view({10, 4, 1, 28, 28}).transpose(0, 1).reshape({40, 1, 28, 28});
-      scoreflow::save_grid_png(report.path(v.name + "_epoch" + std::to_string(s.epoch) + ".png"), by_column.clamp(0, 1), detail::digit_grid(10));
-    });
-    const std::string lr_text = v.scheduled ? "exponential LR decay γ = 0.1^(1/epochs)" : "constant lr " + fmt(v.lr);
-    const std::string section = is_main ? "B 2.5" : "B 2.6";
-    report.add({section, "Training loss, " + v.title, v.name + "_loss.png",
-                "ClassConditionalUNet D = " + std::to_string(v.hidden) + ", p_uncond = 0.1, " + train_text(v.epochs, v.batch) + ", " + lr_text,
-                {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}}});
-    for (auto e : cfg.snapshots(v.epochs))
-      report.add({"B 2.6", v.title + ": 4 samples of each digit " + detail::epochs_label(e), v.name + "_epoch" + std::to_string(e) + ".png",
-                  "columns 0 … 9, CFG γ = " + fmt(cfg.sampling.gamma) + ", " + sampling_text + ", generator seed " + std::to_string(cfg.seed)});
-    sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
-    scoreflow::Generator gen(cfg.seed + 10);
-    const auto labels = digit_labels(is_main ? cfg.eval_per_class : cfg.comparison_per_class);
-    Progress p("sampling " + v.title + " for evaluation");
-    const auto x = sample_class_flow(net, labels, cfg.sampling, gen, cfg.device);
-    report.timing("sample " + v.name + " (" + std::to_string(x.size(0)) + " images)", p.finish());
-    const auto q = detail::quality(ctx, x, labels);
-    if (!is_main || main_is_baseline)
-      comparison.emplace_back(v.title, "loss " + fmt(run.final_epoch_loss) + ", CAS " + fmt(100 * q.cas, 3) + "%, FD " + fmt(q.fd) +
-                                          " (" + std::to_string(x.size(0)) + " samples)");
-    if (is_main) {
-      detail::export_idx(report, "flow_class_cfg", x, labels);
-      report.add({"B 2.6", "Evaluation of the final class-conditioned model (CFG γ = " + fmt(cfg.sampling.gamma) + ")",
-                  v.name + "_epoch" + std::to_string(v.epochs) + ".png",
-                  std::to_string(x.size(0)) + " samples (" + std::to_string(cfg.eval_per_class) +
-                      " per digit) exported as samples/flow_class_cfg-*-idx*-ubyte",
-                  {{"CAS", fmt(100 * q.cas, 3) + "%"}, {"Fréchet distance", fmt(q.fd)}}});
-      main_net = net;
-    }
-  }
-  report.note({"B 2.6", "Can we get rid of the learning-rate scheduler?",
-               "The scheduler lowers the learning rate tenfold over the run, so late updates are small enough to settle "
-               "into a minimum. Without it, we compensate by training at a constant learning rate of " + fmt(cfg.no_scheduler_lr) +
-                   " (between the scheduler's start and end values) for the same number of epochs. Measured, same seed, data, D = " +
-                   std::to_string(cfg.variant_hidden) + " and " + std::to_string(cfg.comparison_epochs) + " epochs: " + [&] {
-                     std::string t;
-                     for (const auto& [title, result] : comparison) t += title + ": " + result + "; ";
-                     return t;
-                   }()});
+    v.push_back({"b26_no_scheduler_naive", "class flow, no scheduler, same lr", false, cfg.flow_lr, d, cfg.comparison_epochs, cfg.flow_batch});
+  v.push_back({"b26_no_scheduler", "class flow, no scheduler, compensated lr", false, cfg.no_scheduler_lr, d, cfg.comparison_epochs,
+               cfg.flow_batch});
+  return v;
+}
 
-  // ---- solvers: quality against model calls on the same model ----
+struct TrainedVariant {
+  sm::ClassConditionalUNet net;
+  TrainedRun run;
+};
+
+/// Seed §2.5 (Algorithm 3, p_uncond = 0.1): trains one class-conditioned flow and samples 4 of
+/// each digit with CFG (Algorithm 4) after the snapshot epochs, as §2.6 asks.
+inline TrainedVariant train_class_flow(const PartBConfig& cfg, Context& ctx, const Variant& v, Report& report) {
+  torch::manual_seed(cfg.seed);
+  sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = v.hidden});
+  const std::optional<double> decay = v.scheduled ? std::optional<double>(tr::seed_lr_decay(v.epochs)) : std::nullopt;
+  tr::TrainOptions o{.epochs = v.epochs, .batch_size = v.batch, .lr = v.lr, .lr_decay = decay, .seed = cfg.seed, .device = cfg.device,
+                     .log_every = 10};
+  o.checkpoint_dir = run_dir(ctx.cache, v.name, o, "class D" + std::to_string(v.hidden) + " n" + std::to_string(ctx.train.size()));
+  tr::Trainer trainer(net, tr::FlowMatching<tr::ClassDropout>{tr::ClassDropout{0.1}}, o);
+  const auto grid_labels = digit_labels(4);
+  const auto data = tr::tensor_source(ctx.train.images, ctx.train.labels);
+  auto run = train_cached(v.name, v.title, trainer, data, report, [&](const tr::EpochSummary& s) {
+    if (!detail::is_snapshot(cfg, s.epoch, v.epochs)) return;
+    scoreflow::Generator gen(cfg.seed);
+    const auto x = sample_class_flow(net, grid_labels, cfg.sampling, gen, cfg.device);
+    const auto file = fill(text_b::class_epoch.image, {{"run", v.name}, {"epoch", std::to_string(s.epoch)}});
+    scoreflow::save_grid_png(report.path(file), four_per_digit(x).clamp(0, 1), digit_grid(10));
+  });
+  const std::string lr_text = v.scheduled ? std::string(text_b::scheduler) : "constant lr " + fmt(v.lr);
+  report.add(figure(v.main ? text_b::class_loss : text_b::comparison_loss,
+                    {{"title", v.title}, {"run", v.name}, {"hidden", std::to_string(v.hidden)},
+                     {"training", detail::training_text(o, ctx.train.size())}, {"lr", lr_text}},
+                    loss_numbers(run)));
+  for (auto e : cfg.snapshots(v.epochs))
+    report.add(figure(text_b::class_epoch, {{"title", v.title}, {"run", v.name}, {"epoch", std::to_string(e)},
+                                            {"gamma", fmt(cfg.sampling.gamma)}, {"sampling", detail::sampling_text(cfg.sampling)},
+                                            {"seed", std::to_string(cfg.seed)}}));
+  sm::fold_batchnorm(net);  // trained: sampling only from here on (inference.hpp)
+  return {net, std::move(run)};
+}
+
+/// Seed §2.6: fresh samples of a final class-conditioned model (generator seed + 10), scored by
+/// CAS and Fréchet distance. The main model's are exported as IDX; the comparison models' scores
+/// are appended to `results` for the scheduler note.
+inline void evaluate_class_flow(const PartBConfig& cfg, Context& ctx, const Variant& v, const TrainedVariant& t, std::string& results,
+                                Report& report) {
+  scoreflow::Generator gen(cfg.seed + 10);
+  const auto labels = digit_labels(v.main ? cfg.eval_per_class : cfg.comparison_per_class);
+  Progress p("sampling " + v.title + " for evaluation");
+  const auto x = sample_class_flow(t.net, labels, cfg.sampling, gen, cfg.device);
+  report.timing("sample " + v.name + " (" + std::to_string(x.size(0)) + " images)", p.finish());
+  const auto q = quality(ctx, x, labels);
+  const auto samples = std::to_string(x.size(0));
+  if (!v.main || detail::main_is_baseline(cfg))
+    results += fill(text_b::comparison_result, {{"title", v.title}, {"loss", fmt(t.run.final_epoch_loss)}, {"cas", fmt(100 * q.cas, 3)},
+                                                {"fd", fmt(q.fd)}, {"samples", samples}});
+  if (!v.main) return;
+  export_idx(report, "flow_class_cfg", x, labels);
+  report.add(figure(text_b::class_evaluation, {{"gamma", fmt(cfg.sampling.gamma)}, {"run", v.name}, {"epoch", std::to_string(v.epochs)},
+                                               {"samples", samples}, {"per_class", std::to_string(cfg.eval_per_class)}},
+                    {{"CAS", fmt(100 * q.cas, 3) + "%"}, {"Fréchet distance", fmt(q.fd)}}));
+}
+
+/// Seed §2.5 – §2.6: every class-conditioned model in turn, then the answer to "can we get rid of
+/// the learning-rate scheduler?". Returns the main model.
+inline sm::ClassConditionalUNet part_b_class_flows(const PartBConfig& cfg, Context& ctx, Report& report) {
+  std::string results;
+  sm::ClassConditionalUNet main_net(nullptr);
+  for (const auto& v : class_variants(cfg)) {
+    const auto trained = train_class_flow(cfg, ctx, v, report);
+    evaluate_class_flow(cfg, ctx, v, trained, results, report);
+    if (v.main) main_net = trained.net;
+  }
+  report.note(note(text_b::without_scheduler, {{"lr", fmt(cfg.no_scheduler_lr)}, {"hidden", std::to_string(cfg.variant_hidden)},
+                                               {"epochs", std::to_string(cfg.comparison_epochs)}, {"results", results}}));
+  return main_net;
+}
+
+// ---- §2.7 (not in the seed): the class-conditioned flow under other solvers and policies ----
+
+/// Quality against model calls: the seed's 300 Euler steps and cheaper solvers, on the same
+/// model and the same noise (generator seed + 10).
+inline void part_b_solver_sweep(const PartBConfig& cfg, Context& ctx, const sm::ClassConditionalUNet& net, Report& report) {
   const auto labels = digit_labels(cfg.sweep_per_class > 0 ? cfg.sweep_per_class : cfg.eval_per_class);
   for (const auto& [solver, steps] : cfg.solver_sweep) {
     FlowSampling s = cfg.sampling;
     s.solver = solver, s.steps = steps;
     scoreflow::Generator gen(cfg.seed + 10);
     Progress p(std::string("sampling with ") + name(solver) + " " + std::to_string(steps) + " steps");
-    const auto x = sample_class_flow(main_net, labels, s, gen, cfg.device);
+    const auto x = sample_class_flow(net, labels, s, gen, cfg.device);
     const double secs = p.finish();
-    const auto q = detail::quality(ctx, x, labels);
-    const std::string file = std::string("b27_") + name(solver) + "_" + std::to_string(steps) + ".png";
-    scoreflow::save_grid_png(report.path(file), x.view({10, -1, 1, 28, 28}).slice(1, 0, 4).transpose(0, 1).reshape({-1, 1, 28, 28}).clamp(0, 1),
-                             detail::digit_grid(10));
-    report.add({"B 2.7", std::string(name(solver)) + ", " + std::to_string(steps) + " steps", file,
-                std::to_string(steps * calls_per_step(solver)) + " model calls per sample (a batched CFG call counts once), γ = " +
-                    fmt(cfg.sampling.gamma),
-                {{"CAS", fmt(100 * q.cas, 3) + "%"}, {"Fréchet distance", fmt(q.fd)}, {"time", fmt(secs, 3) + " s"}}});
+    const auto q = quality(ctx, x, labels);
+    add_grid(report,
+             figure(text_b::solver, {{"solver", name(solver)}, {"steps", std::to_string(steps)},
+                                     {"calls", std::to_string(steps * calls_per_step(solver))}, {"gamma", fmt(cfg.sampling.gamma)}},
+                    {{"CAS", fmt(100 * q.cas, 3) + "%"}, {"Fréchet distance", fmt(q.fd)}, {"time", fmt(secs, 3) + " s"}}),
+             four_per_digit(x).clamp(0, 1), digit_grid(10));
   }
+}
 
-  // ---- the core's policies on this model: anagram, hybrid, inpainting ----
-  {
-    auto model = sm::flow_velocity(main_net);
-    const auto onehot = [&](std::int64_t d, std::int64_t n) { return sm::one_hot(torch::full({n}, d, torch::kLong), sm::num_classes(main_net)).to(cfg.device); };
-    const std::int64_t n = 8;
-    const auto null = torch::zeros({n, 10}, cfg.device);
-    const auto proto = torch::zeros({n, 1, 28, 28}, cfg.device);
-    std::vector<torch::Tensor> rows;
-    with_solver(cfg.sampling.solver, cfg.sampling.steps, [&](auto schedule) {
-      using C = torch::Tensor;
-      scoreflow::ClassifierFree<C> cfg_guidance{cfg.sampling.gamma, null};
-      scoreflow::Generator g1(cfg.seed), g2(cfg.seed), g3(cfg.seed);
-      // 6 upright is 9 rotated by 180°
-      const auto anagram = scoreflow::Sampler{schedule, cfg_guidance,
-                                              scoreflow::Anagram<C>({{onehot(6, n), scoreflow::View::identity()},
-                                                                     {onehot(9, n), scoreflow::View::rotate180()}})}
-                               .sample(model, scoreflow::PureNoise<C>{proto}, g1).cpu();
-      rows.push_back(anagram);
-      rows.push_back(torch::rot90(anagram, 2, {2, 3}));
-      const auto hybrid = scoreflow::Sampler{schedule, cfg_guidance,
-                                             scoreflow::Factorized<C>::hybrid(onehot(0, n), onehot(1, n), scoreflow::GaussianBlur(7, 2.0))}
-                              .sample(model, scoreflow::PureNoise<C>{proto}, g2).cpu();
-      rows.push_back(hybrid);
-      // keep the left half of test digits, generate the right half as the same class
-      const auto orig = ctx.test.images.slice(0, 0, n).to(cfg.device);
-      auto mask = torch::zeros_like(orig);
-      mask.slice(3, 14, 28).fill_(1.0);
-      const auto inpainted = scoreflow::Sampler{schedule, cfg_guidance, scoreflow::SinglePrompt<C>{sm::one_hot(ctx.test.labels.slice(0, 0, n), sm::num_classes(main_net)).to(cfg.device)},
-                                                scoreflow::Inpaint<C>{orig, mask}}
-                                 .sample(model, scoreflow::PureNoise<C>{proto}, g3).cpu();
-      rows.push_back(orig.cpu() * (1 - mask.cpu()));
-      rows.push_back(inpainted);
-      return 0;
-    });
-    scoreflow::save_grid_png(report.path("b27_policies.png"), torch::cat(rows).clamp(0, 1), detail::digit_grid(n));
-    report.add({"B 2.7", "Anagram, hybrid and inpainting with the class-conditioned flow model", "b27_policies.png",
-                "rows: anagram '6' upright / '9' rotated 180° (Anagram, View::rotate180), the same rotated; hybrid low-pass '0' + "
-                "high-pass '1' (Factorized, blur 7, σ 2); kept left halves of test digits; inpainted right halves (Inpaint, "
-                "class of the digit). CFG γ = " + fmt(cfg.sampling.gamma) + ", " + sampling_text + ". The same policies as Part A, "
-                "on a velocity model: they are model-agnostic."});
-  }
+/// Rows of the policies figure: Part A's anagram (§1.8), hybrid (§1.9) and inpainting (§1.7.2)
+/// through the same Sampler, on the flow model's velocity — the policies are model-agnostic.
+inline std::vector<torch::Tensor> policy_rows(const PartBConfig& cfg, Context& ctx, const sm::ClassConditionalUNet& net) {
+  using C = torch::Tensor;
+  auto model = sm::flow_velocity(net);
+  const std::int64_t n = 8;
+  const auto onehot = [&](const C& labels) { return sm::one_hot(labels, sm::num_classes(net)).to(cfg.device); };
+  const auto digit = [&](std::int64_t d) { return onehot(torch::full({n}, d, torch::kLong)); };
+  const auto proto = torch::zeros({n, 1, 28, 28}, cfg.device);
+  // keep the left half of test digits, generate the right half as the same class
+  const auto orig = ctx.test.images.slice(0, 0, n).to(cfg.device);
+  auto mask = torch::zeros_like(orig);
+  mask.slice(3, 14, 28).fill_(1.0);
+  std::vector<C> rows;
+  with_solver(cfg.sampling.solver, cfg.sampling.steps, [&](auto schedule) {
+    const scoreflow::ClassifierFree<C> guidance{cfg.sampling.gamma, torch::zeros({n, 10}, cfg.device)};
+    scoreflow::Generator g1(cfg.seed), g2(cfg.seed), g3(cfg.seed);
+    // 6 upright is 9 rotated by 180°
+    const scoreflow::Anagram<C> anagram({{digit(6), scoreflow::View::identity()}, {digit(9), scoreflow::View::rotate180()}});
+    rows.push_back(scoreflow::Sampler{schedule, guidance, anagram}.sample(model, scoreflow::PureNoise<C>{proto}, g1).cpu());
+    rows.push_back(torch::rot90(rows.back(), 2, {2, 3}));
+    const auto hybrid = scoreflow::Factorized<C>::hybrid(digit(0), digit(1), scoreflow::GaussianBlur(7, 2.0));
+    rows.push_back(scoreflow::Sampler{schedule, guidance, hybrid}.sample(model, scoreflow::PureNoise<C>{proto}, g2).cpu());
+    const scoreflow::SinglePrompt<C> own_class{onehot(ctx.test.labels.slice(0, 0, n))};
+    const auto inpainted = scoreflow::Sampler{schedule, guidance, own_class, scoreflow::Inpaint<C>{orig, mask}}
+                               .sample(model, scoreflow::PureNoise<C>{proto}, g3)
+                               .cpu();
+    rows.push_back(orig.cpu() * (1 - mask.cpu()));
+    rows.push_back(inpainted);
+    return 0;
+  });
+  return rows;
+}
+
+/// §2.7's policies figure: the rows above, with CFG γ and the main sampler of §2.6.
+inline void part_b_policies(const PartBConfig& cfg, Context& ctx, const sm::ClassConditionalUNet& net, Report& report) {
+  const auto rows = policy_rows(cfg, ctx, net);
+  add_grid(report, figure(text_b::policies, {{"gamma", fmt(cfg.sampling.gamma)}, {"sampling", detail::sampling_text(cfg.sampling)}}),
+           torch::cat(rows).clamp(0, 1), digit_grid(8));
+}
+
+/// Seed Part B §2 and our §2.7, in order: one seed, the models trained in sequence.
+inline void part_b_flow(const PartBConfig& cfg, Context& ctx, Report& report) {
+  const auto time_net = train_time_flow(cfg, ctx, report);
+  evaluate_time_flow(cfg, ctx, time_net, report);
+  const auto main_net = part_b_class_flows(cfg, ctx, report);
+  part_b_solver_sweep(cfg, ctx, main_net, report);
+  part_b_policies(cfg, ctx, main_net, report);
+}
+
+/// Every Part B deliverable in seed order (part_b.cpp's and the gallery's entry point).
+inline void part_b(const PartBConfig& cfg, Context& ctx, Report& report) {
+  section_titles(report, text_b::sections);
+  part_b_denoiser(cfg, ctx, report);
+  part_b_flow(cfg, ctx, report);
 }
 
 }  // namespace examples

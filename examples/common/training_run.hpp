@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/report.hpp"
 #include "scoreflow/torch.hpp"
@@ -95,6 +97,11 @@ inline std::string fmt(double v, int digits = 4) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*g", digits, v);
   return buf;
+}
+
+/// The numbers shown beside every loss curve.
+inline std::vector<std::pair<std::string, std::string>> loss_numbers(const TrainedRun& run) {
+  return {{"final epoch mean loss", fmt(run.final_epoch_loss)}, {"training time", fmt(run.seconds, 3) + " s"}};
 }
 
 }  // namespace examples
