@@ -11,15 +11,7 @@ namespace {
 
 auto model_fn = [](const Array& x, FlowTime, NoCondition) -> Array { return x; };
 
-// A start with every member, and with one taken away per case.
-struct GoodStart {
-  using tensor_type = Array;
-  Array prototype;
-  [[nodiscard]] std::size_t index() const { return 0; }
-  template <class Schedule>
-  StartState<Array> init(const Schedule&, Generator& gen) const { return {ops::randn_like(prototype, gen), 0}; }
-};
-
+// Starts with one member taken away (the library's PureNoise has them all).
 struct StartWithoutInit {
   using tensor_type = Array;
   [[nodiscard]] std::size_t index() const { return 0; }
@@ -89,25 +81,25 @@ int main() {
 #elif defined(SCOREFLOW_CASE_START_WITHOUT_INDEX)
   Sampler{schedule}.sample(model, StartWithoutIndex{}, gen);
 #elif defined(SCOREFLOW_CASE_SCHEDULE_WITHOUT_STEP)
-  Sampler{ScheduleWithoutStep{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{ScheduleWithoutStep{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_SCHEDULE_WITHOUT_RENOISE)
-  Sampler{ScheduleWithoutRenoise{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{ScheduleWithoutRenoise{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_CONSTRAINT_WITHOUT_APPLY)
-  Sampler{schedule, NoGuidance{}, SinglePrompt{}, ConstraintWithoutApply{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{schedule, NoGuidance{}, SinglePrompt{}, ConstraintWithoutApply{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_CONSTRAINT_WITHOUT_CHECK)
-  Sampler{schedule, NoGuidance{}, SinglePrompt{}, ConstraintWithoutCheck{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{schedule, NoGuidance{}, SinglePrompt{}, ConstraintWithoutCheck{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_CONSTRAINT_WITHOUT_PATH)
-  Sampler{schedule, NoGuidance{}, SinglePrompt{}, ConstraintWithoutPath{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{schedule, NoGuidance{}, SinglePrompt{}, ConstraintWithoutPath{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_COMBINER_WITHOUT_COMBINE)
-  Sampler{schedule, NoGuidance{}, CombinerWithoutCombine{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{schedule, NoGuidance{}, CombinerWithoutCombine{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_GUIDANCE_WRONG_SIGNATURE)
-  Sampler{schedule, GuidanceWithWrongSignature{}}.sample(model, GoodStart{shape}, gen);
+  Sampler{schedule, GuidanceWithWrongSignature{}}.sample(model, PureNoise<Array>{shape}, gen);
 #elif defined(SCOREFLOW_CASE_MODEL_WRONG_TIME)
   auto diffusion_model = denoiser([](const Array& x, Timestep, NoCondition) { return x; }, Parameterization::velocity);
-  Sampler{schedule}.sample(diffusion_model, GoodStart{shape}, gen);
+  Sampler{schedule}.sample(diffusion_model, PureNoise<Array>{shape}, gen);
 #else
   // The control: the good versions of every policy compile and run.
-  const Array x = Sampler{schedule, NoGuidance{}, SinglePrompt{}, Unconstrained{}}.sample(model, GoodStart{shape}, gen);
+  const Array x = Sampler{schedule, NoGuidance{}, SinglePrompt{}, Unconstrained{}}.sample(model, PureNoise<Array>{shape}, gen);
   return x.shape(0) == 2 ? 0 : 1;
 #endif
   return 0;
