@@ -106,8 +106,6 @@ int run(const GalleryOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"scoreflow gallery: the whole seed (Part A and Part B) as one HTML page"};
-  GalleryOptions o;
-  add_options(app, o);
-  return examples::run_program("gallery", app, argc, argv, [&] { return run(o); });
+  return examples::options_program<GalleryOptions>(
+      "gallery", "scoreflow gallery: the whole seed (Part A and Part B) as one HTML page", argc, argv, run);
 }

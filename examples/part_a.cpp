@@ -71,8 +71,6 @@ int run(const PartAOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"scoreflow: the seed's Part A (sampling loops, SDEdit, inpainting, anagrams, hybrids) on an MNIST DDPM"};
-  PartAOptions o;
-  add_options(app, o);
-  return examples::run_program("part_a", app, argc, argv, [&] { return run(o); });
+  return examples::options_program<PartAOptions>(
+      "part_a", "scoreflow: the seed's Part A (sampling loops, SDEdit, inpainting, anagrams, hybrids) on an MNIST DDPM", argc, argv, run);
 }

@@ -47,6 +47,16 @@ int run_program(const char* program, CLI::App& app, int argc, char** argv, Body&
   }
 }
 
+/// main() of a program whose options are one struct: `add_options(app, options)` (found by
+/// argument-dependent lookup beside the struct) declares them, `run(options)` does the work.
+template <class Options, class Run>
+int options_program(const char* program, const char* description, int argc, char** argv, Run&& run) {
+  CLI::App app{description};
+  Options options;
+  add_options(app, options);
+  return run_program(program, app, argc, argv, [&] { return run(options); });
+}
+
 /// Both splits of a data set, read in full; bad files throw here with one line.
 struct Inputs {
   scoreflow::ImageDataset train, test;
