@@ -258,5 +258,44 @@ inline Moments heun_step(Moments in, double t, double t_next, bool euler, double
   return {A * in.mean + B, A * A * in.variance};
 }
 
+/// The probability-flow ODE's exact solution for data N(μ, s²) on any path x = α·data + σ·ε
+/// (VP diffusion, the seed's flow, VE σ): the marginal at level l is N(α μ, α² s² + σ²) and the ODE
+/// transports quantiles, so x(l₁) = α₁ μ + r₁ (x(l₀) − α₀ μ)/r₀ with r = √(α² s² + σ²). Every
+/// solver's global error is measured against this.
+inline double gaussian_ode_map(double x, scoreflow::NoiseLevel from, scoreflow::NoiseLevel to, double mu, double s) {
+  const double r0 = std::sqrt(from.alpha * from.alpha * s * s + from.sigma * from.sigma);
+  const double r1 = std::sqrt(to.alpha * to.alpha * s * s + to.sigma * to.sigma);
+  return to.alpha * mu + r1 * (x - from.alpha * mu) / r0;
+}
 }  // namespace exact
+
+/// Data N(μ, s² I) answered as the exact data estimate E[data | x] = μ + α s²/(α² s² + σ²)(x − α μ)
+/// (Parameterization::sample) at the level each family's time denotes: Timestep through `table`,
+/// FlowTime t as (t, 1 − t), Sigma σ as (1, σ). One oracle for every SolverPath.
+struct GaussianData {
+  scoreflow::NoiseSchedule table = scoreflow::NoiseSchedule::linear();
+  double mu = 0.3, s = 0.5;
+  int* calls = nullptr;
+
+  template <class T>
+  T answer(const T& x, scoreflow::NoiseLevel l) const {
+    if (calls) ++*calls;
+    auto v = scoreflow::ops::to_vector(x);
+    const double k = l.alpha * s * s / (l.alpha * l.alpha * s * s + l.sigma * l.sigma);
+    for (auto& e : v) e = mu + k * (e - l.alpha * mu);
+    return scoreflow::ops::from_vector(v, scoreflow::ops::shape(x), x);
+  }
+  template <class T>
+  T operator()(const T& x, scoreflow::Timestep t, scoreflow::NoCondition) const {
+    return answer(x, scoreflow::diffusion::level(table.alpha_bar(t.value)));
+  }
+  template <class T>
+  T operator()(const T& x, scoreflow::FlowTime t, scoreflow::NoCondition) const {
+    return answer(x, scoreflow::flow::level(t.value));
+  }
+  template <class T>
+  T operator()(const T& x, scoreflow::Sigma sigma, scoreflow::NoCondition) const {
+    return answer(x, scoreflow::NoiseLevel{1.0, sigma.value});
+  }
+};
 }  // namespace sftest

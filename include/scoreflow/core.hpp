@@ -3,8 +3,10 @@
 // each header includes only what lies above it in this list:
 //   errors.hpp    the exception types every layer throws
 //   tensor/       the tensor extension point, the xtensor backend, portable seeded noise
-//   process/      ᾱ tables, time grids, prediction types, forward processes and conversions
-//   solver/       step rules: DDPM, DDIM, flow ODE solvers, dynamic thresholding
+//   process/      ᾱ tables, time grids, noise levels (α, σ, λ), prediction types, forward
+//                 processes and conversions
+//   solver/       step rules: DDPM, DDIM, flow ODE solvers, dynamic thresholding; the solver
+//                 interface over (α, σ) paths (path, history, noise source) and its solvers
 //   denoiser.hpp  any callable as a denoiser; batched evaluation
 //   policy/       the sampler's four policies: schedule, guidance, combiner (with views and
 //                 filters), constraint; and the starts
@@ -15,6 +17,7 @@
 #include "scoreflow/tensor/tensor.hpp"
 #include "scoreflow/tensor/xtensor.hpp"
 
+#include "scoreflow/process/noise_level.hpp"
 #include "scoreflow/process/noise_schedule.hpp"
 #include "scoreflow/process/prediction.hpp"
 #include "scoreflow/process/process.hpp"
@@ -23,6 +26,9 @@
 #include "scoreflow/solver/diffusion_steps.hpp"
 #include "scoreflow/solver/dynamic_threshold.hpp"
 #include "scoreflow/solver/flow_solvers.hpp"
+#include "scoreflow/solver/history.hpp"
+#include "scoreflow/solver/noise_source.hpp"
+#include "scoreflow/solver/path.hpp"
 
 #include "scoreflow/denoiser.hpp"
 

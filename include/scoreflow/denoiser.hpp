@@ -4,7 +4,8 @@
 //   auto model = scoreflow::denoiser([&](const T& x, scoreflow::Timestep t, const Cond& c) {...},
 //                                    scoreflow::Parameterization::noise);
 //
-// `time` is `Timestep` under a diffusion schedule and `FlowTime` under a flow schedule.
+// `time` is `Timestep` under a diffusion schedule, `FlowTime` under a flow schedule and `Sigma`
+// under a variance-exploding σ schedule.
 #include <concepts>
 #include <cstdint>
 #include <optional>
@@ -88,6 +89,7 @@ struct CallSite {
 namespace detail {
 inline double time_value(Timestep t) { return t.value; }
 inline double time_value(FlowTime t) { return t.value; }
+inline double time_value(Sigma t) { return t.value; }
 
 template <Tensor T>
 Prediction<T> check_and_wrap(T out, const Shape& in_shape, Parameterization kind, VarianceOutput variance,

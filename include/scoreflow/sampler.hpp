@@ -33,6 +33,7 @@ struct StepInfo {
   std::size_t model_calls; ///< predictions the step rule asked for so far (each is one batched model call
                            ///< covering all prompts and CFG branches when the condition concatenates)
   const T& x;
+  const SolverHistory<T>& history;  ///< a multistep rule's state; FromState{x, grid_index, history} resumes
 };
 
 /// A callback may return void or StepControl.
@@ -86,23 +87,27 @@ struct Sampler {
       return combiner.combine(guidance(call, std::span<const T>(inputs), combiner.conditions()));
     };
     T x = std::move(state.x);
+    SolverHistory<T> history = std::move(state.history);
     const std::size_t total = path.size() - 1;
-    if (report(on_step, StepInfo<T>{0, total, path[0], detail::time_value(schedule.time(path[0])), calls, x}))
+    if (report(on_step, StepInfo<T>{0, total, path[0], detail::time_value(schedule.time(path[0])), calls, x, history}))
       throw cancelled("sampling cancelled by the step callback before step 1");
     for (std::size_t k = 0; k + 1 < path.size(); ++k) {
       step = k + 1;
       const std::size_t from = path[k], to = path[k + 1];
       if (to == from + 1) {
-        x = schedule.step(x, from, predict, gen);
+        // A constraint rewrites x after the step; the history keeps the answers the model gave
+        // before (inpainting: README, "Multistep solvers and constraints").
+        x = schedule.step(x, from, predict, gen, history);
         x = constraint.apply(std::move(x), to, schedule, policy_gen);
       } else {
         x = schedule.renoise(x, from, to, ops::randn_like(x, policy_gen));
+        history.clear();  // answers at later points no longer lie on x's path
       }
       if (options.check_finite && !ops::all_finite(x))
         throw non_finite_error(detail::concat("sampler step ", step, " (grid index ", from, " -> ", to,
                                               ", t = ", detail::time_value(schedule.time(to)),
                                               ") produced non-finite values"));
-      if (report(on_step, StepInfo<T>{step, total, to, detail::time_value(schedule.time(to)), calls, x}))
+      if (report(on_step, StepInfo<T>{step, total, to, detail::time_value(schedule.time(to)), calls, x, history}))
         throw cancelled(detail::concat("sampling cancelled by the step callback after step ", step, " of ", total));
     }
     return x;

@@ -39,7 +39,9 @@ struct ScheduleWithoutStep : ScheduleBase {
 
 struct ScheduleWithoutRenoise : ScheduleBase {
   template <class P>
-  Array step(const Array& x, std::size_t i, P&& p, Generator& g) const { return real.step(x, i, p, g); }
+  Array step(const Array& x, std::size_t i, P&& p, Generator& g, SolverHistory<Array>& h) const {
+    return real.step(x, i, p, g, h);
+  }
 };
 
 struct ConstraintWithoutApply {

@@ -8,7 +8,7 @@
 //
 //   policy      members the loop calls
 //   Start       tensor_type, index(), init(schedule, gen) -> StartState<T>
-//   Schedule    time_type, size(), time(i), forward(x, i, noise), step(x, i, predict, gen),
+//   Schedule    time_type, size(), time(i), forward(x, i, noise), step(x, i, predict, gen, history),
 //               renoise(x, from, to, noise)
 //   Guidance    operator()(call, inputs, conditions), call a ModelCall (denoiser.hpp)
 //   Combiner    inputs(x), conditions(), combine(answers)
@@ -24,6 +24,7 @@
 #include "scoreflow/denoiser.hpp"
 #include "scoreflow/policy/starts.hpp"
 #include "scoreflow/process/prediction.hpp"
+#include "scoreflow/solver/history.hpp"
 #include "scoreflow/tensor/random.hpp"
 #include "scoreflow/tensor/tensor.hpp"
 
@@ -78,8 +79,8 @@ template <class S, class T>
 concept ScheduleHasStep =
     ScheduleHasTimeType<S> &&
     requires(const S& s, const T& x, std::size_t i, detail::PredictArchetype<T, typename S::time_type>& predict,
-             Generator& gen) {
-      { s.step(x, i, predict, gen) } -> std::same_as<T>;
+             Generator& gen, SolverHistory<T>& history) {
+      { s.step(x, i, predict, gen, history) } -> std::same_as<T>;
     };
 
 template <class S, class T>
@@ -154,7 +155,8 @@ consteval bool check_sampler_policies() {
   static_assert(ScheduleHasTime<Schedule>, "Schedule must provide time(i) returning its time_type");
   static_assert(ScheduleHasForward<Schedule, T>, "Schedule must provide forward(x, i, noise) returning the tensor type");
   static_assert(ScheduleHasStep<Schedule, T>,
-                "Schedule must provide step(x, i, predict, gen) returning the tensor type (x at grid point i + 1)");
+                "Schedule must provide step(x, i, predict, gen, history) returning the tensor type (x at grid point "
+                "i + 1; history: the loop's SolverHistory<T>)");
   static_assert(ScheduleHasRenoise<Schedule, T>,
                 "Schedule must provide renoise(x, from, to, noise) returning the tensor type");
   using Time = typename Schedule::time_type;

@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "scoreflow/errors.hpp"
+#include "scoreflow/solver/history.hpp"
 #include "scoreflow/tensor/random.hpp"
 #include "scoreflow/tensor/tensor.hpp"
 
@@ -13,6 +14,7 @@ template <Tensor T>
 struct StartState {
   T x;
   std::size_t index;
+  SolverHistory<T> history{};  ///< a multistep rule's earlier answers (empty: the rule warms up)
 };
 
 /// Pure Gaussian noise at grid index 0 (seed §1.5; Part B §2.3), shaped like `prototype`.
@@ -39,14 +41,23 @@ struct SDEdit {
 };
 
 /// A given noisy image at grid index `index`: the seed's iterative_denoise(im_noisy, i_start) (§1.4).
+/// With the `history` a step callback saw (StepInfo::history), a multistep run cancelled after
+/// any step continues exactly as if it had not stopped.
 template <Tensor T>
 struct FromState {
   using tensor_type = T;
   T x;
   std::size_t grid_index;
+  SolverHistory<T> history{};
   [[nodiscard]] std::size_t index() const { return grid_index; }
   template <class Schedule>
-  StartState<T> init(const Schedule&, Generator&) const { return {x, grid_index}; }
+  StartState<T> init(const Schedule&, Generator&) const {
+    for (const auto& e : history.entries)
+      if (e.index > grid_index)
+        throw invalid_option(detail::concat("FromState: history entry at grid index ", e.index,
+                                            " lies ahead of the start index ", grid_index));
+    return {x, grid_index, history};
+  }
 };
 
 }  // namespace scoreflow

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "scoreflow/errors.hpp"
+#include "scoreflow/process/noise_level.hpp"
 #include "scoreflow/process/prediction.hpp"
 #include "scoreflow/tensor/tensor.hpp"
 
@@ -98,6 +99,23 @@ T to_noise(const Prediction<T>& p, const T& x_t, double alpha_bar) {
   }
   throw invalid_option("prediction kind: unknown");
 }
+
+/// x̂₀ at any level (α, σ) of the VP path, for the solvers of solver/ (noise_level.hpp). At pure
+/// noise (ᾱ = 0, a zero-terminal-SNR table's last entry) only v- and x₀-prediction determine x̂₀
+/// (Lin et al. 2024, §3.2); a noise prediction there is an error, not an infinity.
+template <Tensor T>
+T data_estimate(const Prediction<T>& p, const T& x_t, NoiseLevel l) {
+  switch (p.kind) {
+    case Parameterization::noise:
+      if (l.is_pure_noise())
+        throw invalid_option("prediction: a noise (ε) prediction at ᾱ = 0 determines no x̂₀; a zero-terminal-SNR "
+                             "schedule needs a v- or x₀-predicting model (Lin et al. 2024, §3.2)");
+      return ops::axpby(1.0 / l.alpha, x_t, -l.sigma / l.alpha, p.value);
+    case Parameterization::sample: return p.value;
+    case Parameterization::velocity: return ops::axpby(l.alpha, x_t, -l.sigma, p.value);
+  }
+  throw invalid_option("prediction kind: unknown");
+}
 }  // namespace diffusion
 
 /// Flow matching, the seed's convention (Part B §2): x_t = (1 − t) x₀ + t x₁, x₀ ~ N(0, I) noise,
@@ -133,6 +151,43 @@ template <Tensor T>
 T noise_from_velocity(const T& x_t, const T& u, double t) {
   return ops::axpby(1.0, x_t, -t, u);
 }
+
+/// x̂₁ at any level (α, σ) = (t, 1 − t): from a velocity x̂₁ = x + σ u (exact: x + (1 − t)(x₁ − x₀)
+/// = x₁); from the noise end ε̂, x̂₁ = (x − σ ε̂)/α, undefined at t = 0.
+template <Tensor T>
+T data_estimate(const Prediction<T>& p, const T& x_t, NoiseLevel l) {
+  switch (p.kind) {
+    case Parameterization::velocity: return ops::axpby(1.0, x_t, l.sigma, p.value);
+    case Parameterization::sample: return p.value;
+    case Parameterization::noise:
+      if (l.is_pure_noise())
+        throw invalid_option("prediction: a noise prediction at flow time t = 0 determines no data estimate");
+      return ops::axpby(1.0 / l.alpha, x_t, -l.sigma / l.alpha, p.value);
+  }
+  throw invalid_option("prediction kind: unknown");
+}
 }  // namespace flow
+
+/// Variance exploding (Karras et al. 2022, "EDM"; k-diffusion): x = x₀ + σ ε, the model D(x, σ).
+namespace ve {
+
+/// x = x₀ + σ ε.
+template <Tensor T>
+T forward(const T& x0, double sigma, const T& noise) { return ops::axpby(1.0, x0, sigma, noise); }
+
+/// x̂₀ from the denoised sample (EDM's D) or from ε̂ (x̂₀ = x − σ ε̂). A VE velocity has no single
+/// convention, so it is refused by name.
+template <Tensor T>
+T data_estimate(const Prediction<T>& p, const T& x, NoiseLevel l) {
+  switch (p.kind) {
+    case Parameterization::sample: return p.value;
+    case Parameterization::noise: return ops::axpby(1.0, x, -l.sigma, p.value);
+    case Parameterization::velocity:
+      throw invalid_option("prediction: a velocity has no convention on a σ (variance-exploding) schedule; "
+                           "declare the model as Parameterization::sample (EDM's D) or noise");
+  }
+  throw invalid_option("prediction kind: unknown");
+}
+}  // namespace ve
 
 }  // namespace scoreflow

@@ -24,6 +24,12 @@ struct FlowTime {
   friend bool operator==(FlowTime, FlowTime) = default;
 };
 
+/// The noise level σ of a variance-exploding model D(x, σ), x = x₀ + σ ε (EDM, k-diffusion).
+struct Sigma {
+  double value;
+  friend bool operator==(Sigma, Sigma) = default;
+};
+
 class DiffusionGrid {
  public:
   explicit DiffusionGrid(std::vector<int> timesteps) : timesteps_(std::move(timesteps)) {
@@ -117,6 +123,29 @@ class FlowGrid {
 
  private:
   std::vector<double> times_;
+};
+
+/// A decreasing list of VE noise levels σ₀ > σ₁ > … ≥ 0, as k-diffusion's samplers take it (the
+/// last is usually 0: clean data). Builders (Karras, exponential, …) live in process/sigma_grids.hpp.
+class SigmaGrid {
+ public:
+  explicit SigmaGrid(std::vector<double> sigmas) : sigmas_(std::move(sigmas)) {
+    detail::require(sigmas_.size() >= 2, "grid.size()", sigmas_.size(), "a sigma grid needs at least two points");
+    for (std::size_t i = 0; i < sigmas_.size(); ++i) {
+      if (!(std::isfinite(sigmas_[i]) && sigmas_[i] >= 0.0))
+        throw invalid_option(detail::concat("sigmas[", i, "] = ", sigmas_[i], ": must be finite and ≥ 0"));
+      if (i > 0 && sigmas_[i] >= sigmas_[i - 1])
+        throw invalid_option(detail::concat("sigmas[", i, "] = ", sigmas_[i], ": must be smaller than sigmas[",
+                                            i - 1, "] = ", sigmas_[i - 1], " (a grid runs from noisy to clean)"));
+    }
+  }
+
+  [[nodiscard]] std::size_t size() const { return sigmas_.size(); }
+  [[nodiscard]] Sigma operator[](std::size_t i) const { return {sigmas_.at(i)}; }
+  [[nodiscard]] const std::vector<double>& sigmas() const { return sigmas_; }
+
+ private:
+  std::vector<double> sigmas_;
 };
 
 }  // namespace scoreflow
