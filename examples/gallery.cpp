@@ -27,7 +27,7 @@ constexpr std::string_view kIntro =
 
 struct GalleryOptions {
   examples::CommonOptions common{.out = "gallery"};
-  std::string dataset = "mnist", sweep;
+  std::string dataset = "mnist", sweep, sweep_solvers, sweep_calls;
   bool quick = false, full = false, tiny = false;
   std::int64_t sweep_per_class = 0;
 };
@@ -43,6 +43,10 @@ void add_options(CLI::App& app, GalleryOptions& o) {
   app.add_option("--solver-sweep", o.sweep,
                  "Part B §2.7 quality against model calls on the class flow model, e.g. euler:300,heun:10,midpoint:15 "
                  "(default: the mode's own list)");
+  app.add_option("--sweep-solvers", o.sweep_solvers,
+                 "solvers of the quality-against-calls sweep on both models, by name (sample --list), e.g. "
+                 "dpmpp_2m,unipc_bh2; 'none' to skip it (default: the mode's own list)");
+  app.add_option("--sweep-calls", o.sweep_calls, "model-call budgets of that sweep, e.g. 4,6,8,10");
   app.add_option("--sweep-per-class", o.sweep_per_class, "samples per digit for each sweep point (default: as the evaluation)")
       ->check(CLI::Range(1, 1000));
 }
@@ -55,8 +59,25 @@ examples::PartBConfig tiny_part_b() {
   c.snapshot_epochs = {1};
   c.sampling.steps = 4;
   c.eval_per_class = 4, c.comparison_per_class = 4, c.sweep_per_class = 4;
-  c.solver_sweep = {{examples::Solver::euler, 4}, {examples::Solver::heun, 2}};
+  c.solver_sweep = {{{"euler"}, 4}, {{"heun"}, 2}};
+  c.call_sweep = {{"dpmpp_2m", "unipc_bh2"}, {3}};
+  c.sweep_reference_steps = 6;
   return c;
+}
+
+/// --sweep-solvers / --sweep-calls over a mode's plan; the solvers must suit the model family.
+examples::SweepPlan sweep_plan(const GalleryOptions& o, examples::SweepPlan plan, examples::Families family) {
+  if (o.sweep_solvers == "none") return {};
+  if (!o.sweep_solvers.empty()) {
+    plan.solvers.clear();
+    for (const auto& n : examples::parse_names(o.sweep_solvers))
+      if (examples::solver_info(n).families & family) plan.solvers.push_back(n);
+  }
+  if (!o.sweep_calls.empty()) {
+    plan.budgets.clear();
+    for (const auto& c : examples::parse_names_as_ints(o.sweep_calls, "sweep-calls")) plan.budgets.push_back(c);
+  }
+  return plan;
 }
 
 examples::PartBConfig part_b_config(const GalleryOptions& o, torch::Device device) {
@@ -64,6 +85,7 @@ examples::PartBConfig part_b_config(const GalleryOptions& o, torch::Device devic
   b.seed = o.common.seed, b.device = device;
   if (!o.sweep.empty()) b.solver_sweep = examples::parse_solver_list(o.sweep);
   if (o.sweep_per_class > 0) b.sweep_per_class = o.sweep_per_class;
+  b.call_sweep = sweep_plan(o, b.call_sweep, examples::flow_family);
   return b;
 }
 
@@ -77,6 +99,9 @@ int run(const GalleryOptions& o) {
   const auto b = part_b_config(o, device);
   auto a = o.full ? examples::PartAConfig::full() : o.tiny ? examples::PartAConfig::tiny() : examples::PartAConfig::quick();
   a.seed = o.common.seed, a.device = device;
+  if (o.tiny) a.call_sweep = {{"dpmpp_2m", "unipc_bh2"}, {3}}, a.sweep_reference_steps = 6;
+  a.call_sweep = sweep_plan(o, a.call_sweep, examples::diffusion_family);
+  if (o.sweep_per_class > 0) a.sweep_per_class = o.sweep_per_class;
 
   // Inputs first: bad data fails with one line, before anything is printed or written.
   const auto in = examples::load_inputs(o.dataset == "mnist" ? scoreflow::mnist_paths(o.common.data)

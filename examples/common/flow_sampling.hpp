@@ -1,10 +1,11 @@
 #pragma once
 // Sampling the seed's flow-matching UNets through scoreflow::Sampler (Part B §2.3, §2.6), with the
-// ODE solver chosen at run time.
+// solver chosen at run time by name (common/solvers.hpp).
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/solvers.hpp"
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/models/inference.hpp"
@@ -12,42 +13,26 @@
 
 namespace examples {
 
-enum class Solver { euler, midpoint, heun };
-
-inline const char* name(Solver s) {
-  switch (s) {
-    case Solver::euler: return "Euler";
-    case Solver::midpoint: return "midpoint";
-    case Solver::heun: return "Heun";
-  }
-  return "?";
-}
-inline int calls_per_step(Solver s) { return s == Solver::euler ? 1 : 2; }
-
-inline Solver parse_solver(const std::string& s) {
-  if (s == "euler") return Solver::euler;
-  if (s == "midpoint") return Solver::midpoint;
-  if (s == "heun") return Solver::heun;
-  throw scoreflow::invalid_option("solver = " + s + ": expected euler, midpoint or heun");
+/// A solver's display name for captions ("Heun", "DPM-Solver++(2M)", …).
+inline std::string name(const SolverChoice& s) { return solver_info(s.name).display; }
+/// Model calls per grid step (0: adaptive; count the calls with the sampler's StepInfo instead).
+inline int calls_per_step(const SolverChoice& s) { return solver_info(s.name).calls_per_step; }
+inline SolverChoice parse_solver(const std::string& s) {
+  solver_info(s);  // unknown names: one line listing the known ones
+  return SolverChoice{s};
 }
 
 /// Calls f(schedule) with a FlowSchedule of the chosen solver on a uniform grid of `steps`.
 template <class F>
-auto with_solver(Solver solver, int steps, F&& f) {
-  const auto grid = scoreflow::FlowGrid::uniform(steps);
-  switch (solver) {
-    case Solver::midpoint: return f(scoreflow::FlowSchedule<scoreflow::Midpoint>{grid});
-    case Solver::heun: return f(scoreflow::FlowSchedule<scoreflow::Heun>{grid, scoreflow::Heun{false}});
-    case Solver::euler: break;
-  }
-  return f(scoreflow::FlowSchedule<scoreflow::Euler>{grid});
+auto with_solver(const SolverChoice& solver, int steps, F&& f) {
+  return with_flow_schedule(solver, scoreflow::FlowGrid::uniform(steps), std::forward<F>(f));
 }
 
 /// Images per model forward when sampling: small chunks stay in cache on a CPU (inference.hpp).
 inline constexpr std::int64_t forward_chunk = 8;
 
 /// "euler:300,heun:10,midpoint:15" → {(euler, 300), (heun, 10), (midpoint, 15)}.
-inline std::vector<std::pair<Solver, int>> parse_solver_list(const std::string& text) {
+inline std::vector<std::pair<SolverChoice, int>> parse_solver_list(const std::string& text) {
   std::vector<std::pair<Solver, int>> out;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -74,7 +59,7 @@ inline std::vector<std::pair<Solver, int>> parse_solver_list(const std::string& 
 
 struct FlowSampling {
   int steps = 300;               ///< seed §2.3: 300 Euler steps
-  Solver solver = Solver::euler;
+  SolverChoice solver{"euler"};
   double gamma = 5.0;            ///< seed §2.6: CFG γ = 5
   std::int64_t chunk = 250;      ///< images per sampler run (memory bound)
 };
@@ -94,8 +79,10 @@ inline torch::Tensor sample_time_flow(scoreflow::models::TimeConditionalUNet net
 }
 
 /// Samples of the class-conditioned UNet for `labels`, with CFG γ (seed Algorithm 4).
+/// `calls` (when given) receives the model calls per sample of the last sampler run.
 inline torch::Tensor sample_class_flow(scoreflow::models::ClassConditionalUNet net, const torch::Tensor& labels,
-                                       const FlowSampling& s, scoreflow::Generator& gen, torch::Device device) {
+                                       const FlowSampling& s, scoreflow::Generator& gen, torch::Device device,
+                                       std::size_t* calls = nullptr) {
   auto model = scoreflow::models::micro_batched(scoreflow::models::flow_velocity(net), forward_chunk);
   std::vector<torch::Tensor> parts;
   const auto n = labels.size(0);
@@ -106,7 +93,10 @@ inline torch::Tensor sample_class_flow(scoreflow::models::ClassConditionalUNet n
     parts.push_back(with_solver(s.solver, s.steps, [&](auto schedule) {
       scoreflow::Sampler sampler{schedule, scoreflow::ClassifierFree<torch::Tensor>{s.gamma, torch::zeros_like(cond)},
                                  scoreflow::SinglePrompt<torch::Tensor>{cond}};
-      return sampler.sample(model, scoreflow::PureNoise<torch::Tensor>{torch::zeros({k, 1, 28, 28}, device)}, gen);
+      return sampler.sample(model, scoreflow::PureNoise<torch::Tensor>{torch::zeros({k, 1, 28, 28}, device)}, gen,
+                            [&](const scoreflow::StepInfo<torch::Tensor>& info) {
+                              if (calls) *calls = info.model_calls;
+                            });
     }).cpu());
   }
   return torch::cat(parts);

@@ -17,6 +17,7 @@
 #include "common/flow_sampling.hpp"  // digit_labels
 #include "common/part_a_captions.hpp"
 #include "common/part_a_model.hpp"
+#include "common/solver_sweep.hpp"
 #include "common/report.hpp"
 #include "common/training_run.hpp"
 #include "scoreflow/core.hpp"
@@ -511,6 +512,67 @@ inline void part_a_evaluation(const PartAConfig& cfg, Context& ctx, detail::DDPM
   std::fprintf(stderr, "[scoreflow] A 2: CFG CAS %.2f%% FD %.3f; unconditional FD %.3f; real FD %.3f\n", 100 * q.cas, q.fd, qu.fd, qr.fd);
 }
 
+/// CFG samples of `labels` on any schedule, in [0, 1] on the CPU: chunks of 200 from generator
+/// seed + 10 + 200 k, as A 2's evaluation; `calls` receives the model calls per sample.
+template <class Schedule>
+detail::T guided_samples(detail::DDPM& m, const Schedule& sched, const detail::T& labels, std::size_t* calls = nullptr) {
+  using namespace detail;
+  std::vector<T> parts;
+  for (std::int64_t done = 0; done < labels.size(0); done += 200) {
+    const auto l = labels.slice(0, done, std::min<std::int64_t>(done + 200, labels.size(0)));
+    scoreflow::Generator gen(m.seed + 10 + static_cast<std::uint64_t>(done));
+    const auto onehot = m.prompt(l);
+    parts.push_back(scoreflow::Sampler{sched, m.cfg(onehot), scoreflow::SinglePrompt<T>{onehot}}
+                        .sample(m.model, scoreflow::PureNoise<T>{m.noise_shape(l.size(0))}, gen,
+                                [&](const scoreflow::StepInfo<T>& info) {
+                                  if (calls) *calls = info.model_calls;
+                                })
+                        .cpu());
+  }
+  return to_unit(torch::cat(parts));
+}
+
+/// Quality against model calls on the DDPM (issue 14): every solver of the plan at its budgets,
+/// against the converged ODE (DDIM with `sweep_reference_steps` steps) and, beside it, the seed's
+/// stochastic strided loop (990, 960, …, 0: 33 DDPM steps).
+inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DDPM& m, Report& report) {
+  using namespace detail;
+  if (cfg.call_sweep.solvers.empty()) return;
+  const auto labels = digit_labels(cfg.sweep_per_class > 0 ? cfg.sweep_per_class : cfg.eval_per_class);
+  Progress p("sweep reference: DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps");
+  const auto xr = guided_samples(m, scoreflow::DiffusionSchedule<scoreflow::DDIMStep>{
+                                        m.table, scoreflow::DiffusionGrid::spaced(cfg.sweep_reference_steps)},
+                                 labels);
+  p.finish();
+  const auto qr = quality(ctx, xr, labels);
+  std::size_t seed_calls = 0;
+  const auto xs = guided_samples(m, m.strided(), labels, &seed_calls);
+  const auto qs = quality(ctx, xs, labels);
+  const SampleBy sample = [&](const SolverChoice& solver, int steps) {
+    SampledRun run;
+    run.images = with_diffusion_schedule(solver, m.table, diffusion_grid("linspace", steps, m.table),
+                                         [&](auto schedule) { return guided_samples(m, schedule, labels, &run.calls); });
+    return run;
+  };
+  auto points = run_sweep("ddpm", cfg.call_sweep, sample, ctx, labels, report);
+  points.push_back(SweepPoint{"ddpm", 33, seed_calls, qs, 0});
+  plot_sweep("class-conditioned DDPM", points, "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps (converged ODE)",
+             qr, std::string(text_a::sweep_fd.image), std::string(text_a::sweep_cas.image), report);
+  const auto* best = cheapest_within(points, qr.fd, 0.05);
+  const Blanks blanks{{"reference", "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps"},
+                      {"samples", std::to_string(labels.size(0))}};
+  report.add(figure_of(m, text_a::sweep_fd, blanks,
+                       {{"reference FD / CAS", fmt(qr.fd) + " / " + fmt(100 * qr.cas, 3) + "%"},
+                        {"the seed's loop (strided DDPM, " + std::to_string(seed_calls) + " calls) FD / CAS",
+                         fmt(qs.fd) + " / " + fmt(100 * qs.cas, 3) + "%"},
+                        {"fewest calls within 5% of the reference FD",
+                         best ? std::string(solver_info(best->solver).display) + ", " + std::to_string(best->calls) +
+                                    " calls (FD " + fmt(best->q.fd) + ")"
+                              : std::string("none in this sweep")},
+                        {"points", sweep_table(points, qr.fd)}}));
+  report.add(figure_of(m, text_a::sweep_cas, blanks));
+}
+
 /// Every Part A deliverable in seed order (part_a.cpp's and the gallery's entry point): one
 /// model, trained first, then every section on it.
 inline void part_a(const PartAConfig& cfg, Context& ctx, Report& report) {
@@ -520,6 +582,7 @@ inline void part_a(const PartAConfig& cfg, Context& ctx, Report& report) {
   part_a_editing(ctx, model, report);
   part_a_illusions(ctx, model, report);
   part_a_evaluation(cfg, ctx, model, report);
+  part_a_solver_sweep(cfg, ctx, model, report);
 }
 
 }  // namespace examples

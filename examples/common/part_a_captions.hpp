@@ -137,5 +137,14 @@ inline constexpr FigureText evaluation_unconditional{
     "A 2", "Unconditional samples", "a2_eval_uncond.png",
     "${samples} samples (first 40 shown), all-zero class, no guidance, ${grid}, exported as samples/ddpm_uncond-*; "
     "generator seed ${generator_seed}"};
+inline constexpr FigureText sweep_fd{
+    "A 2", "Quality against model calls: every solver", "a2_sweep_fd.png",
+    "Fréchet distance of ${samples} class-conditioned samples (CFG γ = ${gamma}) against model calls per sample, one line "
+    "per solver on diffusers' 'linspace' grid, the same initial noise for every point; the flat line is the converged "
+    "ODE (${reference}); the point 'ddpm' is the seed's stochastic strided loop. ${model}. Each point's samples: "
+    "samples/sweep-ddpm-<solver>-<calls>-*-ubyte."};
+inline constexpr FigureText sweep_cas{
+    "A 2", "CAS against model calls: every solver", "a2_sweep_cas.png",
+    "The same runs as above scored by CAS; flat line: ${reference}."};
 
 }  // namespace examples::part_a_text

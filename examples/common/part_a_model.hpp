@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/flow_sampling.hpp"  // forward_chunk
+#include "common/solver_sweep.hpp"   // SweepPlan
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/models/adapters.hpp"
@@ -32,6 +33,9 @@ struct PartAConfig {
   int eval_steps = 0;            ///< 0: the strided grid (990, 960, …, 0); else DiffusionGrid::spaced(eval_steps)
   std::int64_t eval_uncond = 400;     ///< unconditional samples for their Fréchet distance
   std::int64_t classifier_limit = 0;  ///< train the evaluator on the first N training images (0: all)
+  SweepPlan call_sweep{};             ///< solvers × model-call budgets against the converged ODE (empty: none)
+  int sweep_reference_steps = 1000;   ///< DDIM steps of the sweep's reference
+  std::int64_t sweep_per_class = 0;   ///< samples per digit for each sweep point (0: eval_per_class)
 
   static PartAConfig full() { return {}; }
   /// A small model and a short run for a 2-core CPU.

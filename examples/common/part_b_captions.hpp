@@ -90,6 +90,14 @@ inline constexpr std::string_view comparison_result = "${title}: loss ${loss}, C
 inline constexpr FigureText solver{
     "B 2.7", "${solver}, ${steps} steps", "b27_${solver}_${steps}.png",
     "${calls} model calls per sample (a batched CFG call counts once), γ = ${gamma}"};
+inline constexpr FigureText sweep_fd{
+    "B 2.7", "Quality against model calls: every solver", "b27_sweep_fd.png",
+    "Fréchet distance of ${samples} class-conditioned samples (40 per digit, CFG γ = ${gamma}) against model calls per "
+    "sample, one line per solver, the same initial noise for every point; the flat line is the seed's sampler (${reference}). "
+    "Each point's samples: samples/sweep-flow-<solver>-<calls>-*-ubyte."};
+inline constexpr FigureText sweep_cas{
+    "B 2.7", "CAS against model calls: every solver", "b27_sweep_cas.png",
+    "The same runs as above scored by CAS (the evaluator's accuracy on the intended digit); flat line: ${reference}."};
 inline constexpr FigureText policies{
     "B 2.7", "Anagram, hybrid and inpainting with the class-conditioned flow model", "b27_policies.png",
     "rows: anagram '6' upright / '9' rotated 180° (Anagram, View::rotate180), the same rotated; hybrid low-pass '0' + "

@@ -21,14 +21,21 @@
 #include "scoreflow/process/noise_schedule.hpp"
 #include "scoreflow/process/prediction.hpp"
 #include "scoreflow/process/process.hpp"
+#include "scoreflow/process/sigma_grids.hpp"
 #include "scoreflow/process/time_grid.hpp"
 
+#include "scoreflow/solver/deis.hpp"
 #include "scoreflow/solver/diffusion_steps.hpp"
+#include "scoreflow/solver/dpm_solver.hpp"
 #include "scoreflow/solver/dynamic_threshold.hpp"
 #include "scoreflow/solver/flow_solvers.hpp"
 #include "scoreflow/solver/history.hpp"
+#include "scoreflow/solver/ipndm.hpp"
+#include "scoreflow/solver/k_diffusion.hpp"
 #include "scoreflow/solver/noise_source.hpp"
 #include "scoreflow/solver/path.hpp"
+#include "scoreflow/solver/runge_kutta.hpp"
+#include "scoreflow/solver/unipc.hpp"
 
 #include "scoreflow/denoiser.hpp"
 

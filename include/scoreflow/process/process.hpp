@@ -33,6 +33,12 @@ template <Tensor T>
 T combine(const std::vector<double>& a, const T& x, const std::vector<double>& b, const T& y) {
   return ops::axpby_rows(a, x, b, y);
 }
+
+/// At ᾱ = 0 (a zero-terminal-SNR table's last entry) x_t = ε carries no signal, so ε̂ = x_t for
+/// every x₀ and x̂₀ = (x_t − ε̂)/√ᾱ is 0/0; only v- and x₀-prediction determine x̂₀ there.
+inline constexpr const char* noise_prediction_at_pure_noise =
+    "prediction: a noise (ε) prediction at ᾱ = 0 determines no x̂₀; use a v- or x₀-predicting model "
+    "(Lin et al. 2024 §3.2)";
 }  // namespace detail
 
 /// Diffusion (variance preserving): x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε.
@@ -45,9 +51,10 @@ T forward(const T& x0, const A& alpha_bar, const T& noise) {
                          detail::map_coefficient(alpha_bar, [](double a) { return std::sqrt(1.0 - a); }), noise);
 }
 
-/// Seed §1.3: x̂₀ = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t.
+/// Seed §1.3: x̂₀ = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t. Undefined at ᾱ = 0: an invalid_option, not an inf.
 template <Tensor T>
 T sample_from_noise(const T& x_t, const T& noise, double alpha_bar) {
+  if (alpha_bar == 0.0) throw invalid_option(detail::noise_prediction_at_pure_noise);
   const double r = 1.0 / std::sqrt(alpha_bar);
   return ops::axpby(r, x_t, -std::sqrt(1.0 - alpha_bar) * r, noise);
 }
@@ -59,13 +66,13 @@ T noise_from_sample(const T& x_t, const T& x0, double alpha_bar) {
   return ops::axpby(r, x_t, -std::sqrt(alpha_bar) * r, x0);
 }
 
-/// v-prediction (Salimans & Ho 2022, eq. 9 rearranged): x̂₀ = √ᾱ x_t − √(1−ᾱ) v.
+/// v-prediction (Salimans & Ho 2022, eq. 9 rearranged): x̂₀ = √ᾱ x_t − √(1−ᾱ) v; at ᾱ = 0, x̂₀ = −v.
 template <Tensor T>
 T sample_from_velocity(const T& x_t, const T& v, double alpha_bar) {
   return ops::axpby(std::sqrt(alpha_bar), x_t, -std::sqrt(1.0 - alpha_bar), v);
 }
 
-/// ε̂ = √(1−ᾱ) x_t + √ᾱ v.
+/// ε̂ = √(1−ᾱ) x_t + √ᾱ v; at ᾱ = 0, ε̂ = x_t (finite for every prediction kind, also from x₀).
 template <Tensor T>
 T noise_from_velocity(const T& x_t, const T& v, double alpha_bar) {
   return ops::axpby(std::sqrt(1.0 - alpha_bar), x_t, std::sqrt(alpha_bar), v);
@@ -107,9 +114,7 @@ template <Tensor T>
 T data_estimate(const Prediction<T>& p, const T& x_t, NoiseLevel l) {
   switch (p.kind) {
     case Parameterization::noise:
-      if (l.is_pure_noise())
-        throw invalid_option("prediction: a noise (ε) prediction at ᾱ = 0 determines no x̂₀; a zero-terminal-SNR "
-                             "schedule needs a v- or x₀-predicting model (Lin et al. 2024, §3.2)");
+      if (l.is_pure_noise()) throw invalid_option(detail::noise_prediction_at_pure_noise);
       return ops::axpby(1.0 / l.alpha, x_t, -l.sigma / l.alpha, p.value);
     case Parameterization::sample: return p.value;
     case Parameterization::velocity: return ops::axpby(l.alpha, x_t, -l.sigma, p.value);

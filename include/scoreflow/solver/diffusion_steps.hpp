@@ -27,6 +27,10 @@ T thresholded(const std::optional<DynamicThreshold>& threshold, T x0) {
 }  // namespace detail
 
 /// The two grid points of one step; ᾱ' = 1 when t' = −1 (clean data).
+///
+/// A step may start at ᾱ = 0 (a zero-terminal-SNR table's last entry, reached by trailing spacing;
+/// Lin et al. 2024 §3.3); only the last table entry may be 0, so ᾱ' > 0 always. There α = 0,
+/// β = 1 and β̃ = 1 − ᾱ': every coefficient below is finite (1 − ᾱ = 1 in each denominator).
 struct DiffusionStepContext {
   Timestep t;
   Timestep t_prev;
@@ -54,6 +58,8 @@ enum class StepVariance {
 ///   x_t' = √ᾱ_t' β_t/(1 − ᾱ_t) x̂₀ + √α_t (1 − ᾱ_t')/(1 − ᾱ_t) x_t + σ z.
 /// (The seed prints the second coefficient as √(ᾱ_t(1 − ᾱ_t'))/(1 − ᾱ_t); the posterior mean has
 /// √α_t (1 − ᾱ_t'), which is what diffusers and DeepFloyd IF use and what the oracle tests confirm.)
+/// From ᾱ_t = 0: x_t' = √ᾱ_t' x̂₀ + σ z (the x_t coefficient is √α_t · … = 0, as x_t = ε holds no
+/// signal), σ² = β̃ = 1 − ᾱ_t' (fixed_small) or β = 1 (fixed_large); x̂₀ needs a v- or x₀-prediction.
 struct DDPMStep {
   StepVariance variance = StepVariance::fixed_small;
   std::optional<DynamicThreshold> threshold{};
@@ -92,6 +98,8 @@ struct DDPMStep {
 
 /// DDIM (Song et al. 2021, eq. 12) with stochasticity η (η = 0 deterministic, η = 1 ≈ DDPM):
 ///   x_t' = √ᾱ_t' x̂₀ + √(1 − ᾱ_t' − σ²) ε̂ + σ z,  σ = η √((1 − ᾱ_t')/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_t').
+/// From ᾱ_t = 0: ε̂ = x_t exactly (diffusion::to_noise), σ = η √(1 − ᾱ_t'), x̂₀ from a v- or
+/// x₀-prediction (an ε-prediction there is an invalid_option: it determines no x̂₀).
 struct DDIMStep {
   double eta = 0.0;
   std::optional<DynamicThreshold> threshold{};

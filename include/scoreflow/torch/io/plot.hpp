@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -121,21 +122,19 @@ inline int run_program(const std::filesystem::path& program, const std::vector<s
 }
 }  // namespace detail
 
-/// Draws the loss log `csv` (see loss_log.hpp: step,epoch,loss,lr) as a PNG curve of loss over
-/// step, log-scaled in y by default. Throws io_error naming the file when the log is missing or
-/// empty, when gnuplot cannot be found (install gnuplot, e.g. Debian's gnuplot-nox), or when
-/// gnuplot fails (its messages are included).
-inline void plot_loss_curve(const std::filesystem::path& csv, const std::filesystem::path& png,
-                            const PlotOptions& options = {}) {
+namespace detail {
+inline void check_plot_options(const PlotOptions& options) {
   detail::require(options.width >= 16 && options.height >= 16, "PlotOptions width×height",
                   detail::concat(options.width, "×", options.height), "must be at least 16×16");
   detail::require(options.ema >= 0.0 && options.ema < 1.0, "PlotOptions ema", options.ema, "must be in [0, 1)");
+}
+
+/// Runs gnuplot on the terminal/title/axes preamble followed by `body`, drawing `png` atomically.
+inline void run_gnuplot(const std::filesystem::path& png, const PlotOptions& options, const std::string& body) {
   const auto program = find_executable(options.gnuplot);
   if (program.empty())
     detail::throw_io(png, "cannot plot: gnuplot executable '", options.gnuplot,
                      "' not found (install gnuplot, e.g. the Debian package gnuplot-nox)");
-  if (read_loss_log(csv).empty()) detail::throw_io(csv, "no loss records to plot yet");
-
   write_atomically(png, [&](const std::filesystem::path& tmp) {
     detail::TempFile script(".gp"), log(".log");
     {
@@ -145,22 +144,11 @@ inline void plot_loss_curve(const std::filesystem::path& csv, const std::filesys
       gp << "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size " << size
          << " } else { set terminal png size " << size << " }\n"
          << "set output " << detail::gnuplot_quote(tmp.string()) << "\n"
-         << "set datafile separator ','\n"
          << "set title " << detail::gnuplot_quote(options.title) << " noenhanced\n"
          << "set xlabel " << detail::gnuplot_quote(options.xlabel) << " noenhanced\n"
          << "set ylabel " << detail::gnuplot_quote(options.ylabel) << " noenhanced\n"
-         << (options.log_y ? "set logscale y\n" : "") << "set grid\nset key top right\n";
-      const auto data = detail::gnuplot_quote(csv.string());
-      gp << "plot " << data << " skip 1 using 1:3 with lines lc rgb '#9ecae1' title 'loss'";
-      if (options.ema > 0.0) {
-        // Debiased running EMA of column 3 (as TensorBoard's smoothing: no pull towards the
-        // first value); NaN/inf losses are skipped.
-        gp << ", \\\n  e = 0, n = 0, a = " << options.ema << ", " << data
-           << " skip 1 using 1:(($3 == $3 && abs($3) < 1e308) ? (e = a*e + (1-a)*$3, n = n + 1, e/(1 - a**n))"
-           << " : (n > 0 ? e/(1 - a**n) : NaN))"
-           << " with lines lw 2 lc rgb '#08519c' title 'EMA " << options.ema << "'";
-      }
-      gp << "\n";
+         << (options.log_y ? "set logscale y\n" : "") << "set grid\n"
+         << body;
       if (!gp) detail::throw_io(script.path(), "cannot write the gnuplot script");
     }
     const int status = detail::run_program(program, {script.path().string()}, log.path());
@@ -171,6 +159,62 @@ inline void plot_loss_curve(const std::filesystem::path& csv, const std::filesys
       detail::throw_io(png, "gnuplot (", program.string(), ") failed with status ", status, ": ", messages);
     }
   });
+}
+}  // namespace detail
+
+/// Draws the loss log `csv` (see loss_log.hpp: step,epoch,loss,lr) as a PNG curve of loss over
+/// step, log-scaled in y by default. Throws io_error naming the file when the log is missing or
+/// empty, when gnuplot cannot be found (install gnuplot, e.g. Debian's gnuplot-nox), or when
+/// gnuplot fails (its messages are included).
+inline void plot_loss_curve(const std::filesystem::path& csv, const std::filesystem::path& png,
+                            const PlotOptions& options = {}) {
+  detail::check_plot_options(options);
+  if (read_loss_log(csv).empty()) detail::throw_io(csv, "no loss records to plot yet");
+  std::ostringstream gp;
+  gp << "set datafile separator ','\nset key top right\n";
+  const auto data = detail::gnuplot_quote(csv.string());
+  gp << "plot " << data << " skip 1 using 1:3 with lines lc rgb '#9ecae1' title 'loss'";
+  if (options.ema > 0.0) {
+    // Debiased running EMA of column 3 (as TensorBoard's smoothing: no pull towards the
+    // first value); NaN/inf losses are skipped.
+    gp << ", \\\n  e = 0, n = 0, a = " << options.ema << ", " << data
+       << " skip 1 using 1:(($3 == $3 && abs($3) < 1e308) ? (e = a*e + (1-a)*$3, n = n + 1, e/(1 - a**n))"
+       << " : (n > 0 ? e/(1 - a**n) : NaN))"
+       << " with lines lw 2 lc rgb '#08519c' title 'EMA " << options.ema << "'";
+  }
+  gp << "\n";
+  detail::run_gnuplot(png, options, gp.str());
+}
+
+/// One named curve of a line plot.
+struct PlotSeries {
+  std::string name;
+  std::vector<double> x, y;
+};
+
+/// Several named curves (points joined by lines) in one PNG, e.g. quality against model calls
+/// for every solver; `log_x` for a log-scaled x axis. Non-finite points are skipped.
+inline void plot_series(const std::filesystem::path& png, const std::vector<PlotSeries>& series,
+                        const PlotOptions& options, bool log_x = false) {
+  detail::check_plot_options(options);
+  detail::require(!series.empty(), "plot_series series", 0, "must not be empty");
+  std::ostringstream gp;
+  gp.precision(17);
+  gp << (log_x ? "set logscale x\n" : "") << "set key outside right top\n";
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const auto& s = series[k];
+    detail::require(s.x.size() == s.y.size(), "plot_series points of " + s.name, s.x.size(), "must match its y values");
+    gp << "$d" << k << " << EOD\n";
+    for (std::size_t i = 0; i < s.x.size(); ++i)
+      if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) gp << s.x[i] << " " << s.y[i] << "\n";
+    gp << "EOD\n";
+  }
+  gp << "plot ";
+  for (std::size_t k = 0; k < series.size(); ++k)
+    gp << (k ? ", \\\n  " : "") << "$d" << k << " using 1:2 with linespoints lw 2 title "
+       << detail::gnuplot_quote(series[k].name) << " noenhanced";
+  gp << "\n";
+  detail::run_gnuplot(png, options, gp.str());
 }
 
 }  // namespace scoreflow

@@ -1,0 +1,154 @@
+#pragma once
+// Quality against model calls: every named solver (common/solvers.hpp) at several call budgets
+// on one model, the same noise for every point, scored by the gallery's evaluator beside a
+// reference run (the seed's loop, or the converged ODE). Each point's samples are exported as
+// samples/sweep-<model>-<solver>-<calls>-{images-idx3,labels-idx1}-ubyte and the curves drawn as
+// two PNGs (Fréchet distance and CAS against model calls, one line per solver).
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/captions.hpp"
+#include "common/context.hpp"
+#include "common/report.hpp"
+#include "common/solvers.hpp"
+#include "common/training_run.hpp"
+#include "scoreflow/torch/io/plot.hpp"
+
+namespace examples {
+
+/// What a model's sweep runs: the solvers by name and the model-call budgets per sample.
+struct SweepPlan {
+  std::vector<std::string> solvers;
+  std::vector<int> budgets;  ///< model calls per sample; a solver with c calls per step runs budget/c steps
+};
+
+struct SweepPoint {
+  std::string solver;
+  int steps = 0;
+  std::size_t calls = 0;  ///< model calls per sample the run made (a batched CFG call counts once)
+  Quality q;
+  double seconds = 0;
+};
+
+/// The images of one run and the model calls it made.
+struct SampledRun {
+  torch::Tensor images;
+  std::size_t calls = 0;
+};
+using SampleBy = std::function<SampledRun(const SolverChoice&, int steps)>;
+
+/// "euler,heun,dpmpp_2m" → names (each checked against the table).
+inline std::vector<std::string> parse_names(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto end = std::min(text.find(',', start), text.size());
+    out.push_back(text.substr(start, end - start));
+    solver_info(out.back());
+    start = end + 1;
+  }
+  return out;
+}
+
+/// "4,6,8,10" → {4, 6, 8, 10}, each in [1, 10000].
+inline std::vector<int> parse_names_as_ints(const std::string& text, const std::string& option) {
+  std::vector<int> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto end = std::min(text.find(',', start), text.size());
+    const auto item = text.substr(start, end - start);
+    std::size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 1 || v > 10000)
+      throw scoreflow::invalid_option(option + ": '" + item + "' is not an integer in [1, 10000]");
+    out.push_back(v);
+    start = end + 1;
+  }
+  return out;
+}
+
+/// Runs the plan; points whose budget the solver cannot meet (fewer calls than one step, or an
+/// adaptive solver) are skipped, except dopri5, which runs once at its default tolerance.
+inline std::vector<SweepPoint> run_sweep(const std::string& model, const SweepPlan& plan, const SampleBy& sample,
+                                         Context& ctx, const torch::Tensor& labels, Report& report) {
+  std::vector<SweepPoint> points;
+  for (const auto& name : plan.solvers) {
+    const auto& info = solver_info(name);
+    std::vector<int> steps_list;
+    if (info.calls_per_step == 0) {
+      steps_list = {1};
+    } else {
+      for (int budget : plan.budgets)
+        if (budget >= info.calls_per_step) steps_list.push_back(budget / info.calls_per_step);
+    }
+    for (int steps : steps_list) {
+      Progress p("sweep " + model + ": " + name + ", " + std::to_string(steps) + " steps");
+      const auto run = sample(SolverChoice{name}, steps);
+      SweepPoint pt{name, steps, run.calls, quality(ctx, run.images, labels), p.finish()};
+      export_idx(report, "sweep-" + model + "-" + name + "-" + std::to_string(pt.calls), run.images, labels);
+      std::fprintf(stderr, "[scoreflow] sweep %s %s %zu calls: FD %.2f, CAS %.1f%%\n", model.c_str(), name.c_str(), pt.calls,
+                   pt.q.fd, 100 * pt.q.cas);
+      points.push_back(std::move(pt));
+    }
+  }
+  return points;
+}
+
+/// The two plots (FD and CAS against model calls), the reference drawn as a flat line.
+inline void plot_sweep(const std::string& model, const std::vector<SweepPoint>& points, const std::string& reference,
+                       const Quality& ref, const std::string& fd_png, const std::string& cas_png, Report& report) {
+  std::map<std::string, scoreflow::PlotSeries> fd, cas;
+  double max_calls = 1;
+  for (const auto& pt : points) {
+    auto& f = fd[pt.solver];
+    auto& c = cas[pt.solver];
+    f.name = c.name = solver_info(pt.solver).display;
+    f.x.push_back(static_cast<double>(pt.calls)), f.y.push_back(pt.q.fd);
+    c.x.push_back(static_cast<double>(pt.calls)), c.y.push_back(100 * pt.q.cas);
+    max_calls = std::max(max_calls, static_cast<double>(pt.calls));
+  }
+  std::vector<scoreflow::PlotSeries> fd_series{{reference, {1, max_calls}, {ref.fd, ref.fd}}},
+      cas_series{{reference, {1, max_calls}, {100 * ref.cas, 100 * ref.cas}}};
+  for (auto& [k, s] : fd) fd_series.push_back(std::move(s));
+  for (auto& [k, s] : cas) cas_series.push_back(std::move(s));
+  scoreflow::PlotOptions o;
+  o.xlabel = "model calls per sample (a batched CFG call counts once)";
+  o.width = 1000, o.height = 560, o.ema = 0;
+  o.title = model + ": Fréchet distance against model calls (lower is better)";
+  o.ylabel = "Fréchet distance";
+  o.log_y = true;
+  scoreflow::plot_series(report.path(fd_png), fd_series, o, true);
+  o.title = model + ": CAS against model calls";
+  o.ylabel = "CAS (%)";
+  o.log_y = false;
+  scoreflow::plot_series(report.path(cas_png), cas_series, o, true);
+}
+
+/// The cheapest point within `tolerance` (relative) of the reference FD, if any.
+inline const SweepPoint* cheapest_within(const std::vector<SweepPoint>& points, double ref_fd, double tolerance) {
+  const SweepPoint* best = nullptr;
+  for (const auto& pt : points)
+    if (pt.q.fd <= ref_fd * (1 + tolerance) && (!best || pt.calls < best->calls)) best = &pt;
+  return best;
+}
+
+/// "solver calls: FD (ratio to the reference), CAS; …" for the caption's numbers.
+inline std::string sweep_table(const std::vector<SweepPoint>& points, double ref_fd) {
+  std::string s;
+  for (const auto& pt : points)
+    s += std::string(solver_info(pt.solver).display) + " " + std::to_string(pt.calls) + ": FD " + fmt(pt.q.fd) + " (" +
+         fmt(pt.q.fd / ref_fd, 3) + "×), CAS " + fmt(100 * pt.q.cas, 3) + "%; ";
+  return s;
+}
+
+}  // namespace examples
