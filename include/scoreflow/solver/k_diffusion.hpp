@@ -3,15 +3,15 @@
 // (solver/path.hpp), so they run on every SolverPath: a SigmaSchedule, a DiffusionSchedule and a
 // FlowSchedule.
 //
-// k-diffusion integrates the probability-flow ODE of Karras et al. 2022 ("EDM"), eq. 4 with
-// s(t) = 1, in the variance-exploding coordinates
+// k-diffusion integrates the probability-flow ODE of Karras et al. 2022 ("EDM", eq. 1 with the
+// score of eq. 3, σ(t) = t) in the variance-exploding coordinates
 //   x̃ = x/α,  σ̃ = σ/α  (NoiseLevel::ve_sigma):  dx̃/dσ̃ = (x̃ − D(x̃, σ̃))/σ̃,
-// where D = x̂ is the data estimate (EDM eq. 3; k-diffusion's `to_d`). The rules below take
-// k-diffusion's steps in these coordinates and map back with x = α x̃. On a SigmaSchedule (α = 1)
-// they are k_diffusion.sampling's samplers; on a diffusion or flow path they are the same methods
-// on the equivalent VE path (EDM §4, "any ODE of this family is the VE ODE after the change of
-// variables x̃ = x/s(t)"). tests/core/solver/test_k_diffusion.cpp checks every step against
-// k-diffusion's own outputs.
+// where D = x̂ is the data estimate (k-diffusion's `to_d`). In EDM's eq. 4, α is the scale s(t)
+// and σ̃ the noise level σ(t): every path x = α·data + σ·ε is the VE path of x/α. The rules
+// below take k-diffusion's steps in these coordinates and map back with x = α x̃. On a
+// SigmaSchedule (α = 1) they are k_diffusion.sampling's samplers; on a diffusion or flow path they
+// are the same methods on the equivalent VE path. tests/core/solver/test_k_diffusion.cpp checks
+// every step against k-diffusion's own outputs and the equivalence on both other paths.
 //
 // Two forms used throughout:
 //   - the derivative d = (x̃ − D)/σ̃ equals the noise estimate ε̂ = (x − αD)/σ, finite wherever
@@ -167,10 +167,12 @@ struct KHeun {
   template <Tensor T, class Path, class Predict>
   T operator()(const T& x, std::size_t i, const Path& path, Predict&& predict, SolverHistory<T>& history,
                Generator& gen) const {
-    detail::require(std::isfinite(s_churn) && s_churn >= 0.0, "k_heun.s_churn", s_churn, "must be finite and non-negative");
+    detail::require(std::isfinite(s_churn) && s_churn >= 0.0, "k_heun.s_churn", s_churn,
+                    "must be finite and non-negative");
     detail::require(std::isfinite(s_tmin) && s_tmin >= 0.0, "k_heun.s_tmin", s_tmin, "must be finite and non-negative");
     detail::require(!std::isnan(s_tmax) && s_tmax >= s_tmin, "k_heun.s_tmax", s_tmax, "must be at least s_tmin");
-    detail::require(std::isfinite(s_noise) && s_noise >= 0.0, "k_heun.s_noise", s_noise, "must be finite and non-negative");
+    detail::require(std::isfinite(s_noise) && s_noise >= 0.0, "k_heun.s_noise", s_noise,
+                    "must be finite and non-negative");
     if constexpr (!ContinuousPath<Path, T>) {
       detail::require(s_churn == 0.0, "k_heun.s_churn", s_churn,
                       "churn asks the model at σ̂ between grid points; a DiffusionSchedule's model takes integer "
@@ -206,7 +208,7 @@ struct KHeun {
   }
 
  private:
-  /// Alg. 2 lines 5–8 from (x̃̂, σ̂) with D = D(x̃̂, σ̂): Euler to σ̃', then the trapezoidal correction.
+  /// Alg. 2 lines 6–10 from (x̃̂, σ̂) with D = D(x̃̂, σ̂): Euler to σ̃', then the trapezoidal correction.
   template <Tensor T, class Path, class Predict>
   static T heun(const T& x_ve, double sigma_hat, const T& data, std::size_t i, const Path& path, Predict& predict) {
     const NoiseLevel to = path.level(i + 1);
@@ -236,6 +238,15 @@ struct KDPM2 {
                   "KDPM2 evaluates the model at sigma_mid = exp(mean(log sigma_i, log sigma_i+1)), between grid "
                   "points: it needs a ContinuousPath (SigmaSchedule, FlowSchedule); a DiffusionSchedule's model "
                   "takes integer timesteps");
+    if constexpr (ContinuousPath<Path, T>)
+      return step(x, i, path, predict, history);
+    else
+      return x;  // not reached: the static_assert above stops the compilation
+  }
+
+ private:
+  template <Tensor T, class Path, class Predict>
+  static T step(const T& x, std::size_t i, const Path& path, Predict& predict, SolverHistory<T>& history) {
     const NoiseLevel from = path.level(i), to = path.level(i + 1);
     T data = detail::data_at(path, predict, x, i);
     if (from.is_pure_noise() || to.is_clean()) {
@@ -256,8 +267,8 @@ struct KDPM2 {
   }
 };
 
-/// k-diffusion's sample_lms: the linear multistep method on dx̃/dσ̃ = d (Adams–Bashforth on the
-/// non-uniform σ̃ grid; Karras et al. 2022 cite it as the "LMS" baseline):
+/// k-diffusion's sample_lms: the linear multistep method on dx̃/dσ̃ = d, Adams–Bashforth on the
+/// non-uniform σ̃ grid (Hairer, Nørsett & Wanner I, §III.5, variable step sizes):
 ///   x̃' = x̃ + Σ_j c_j d_{i−j},  c_j = ∫_{σ̃_i}^{σ̃_{i+1}} ℓ_j(σ) dσ,
 /// ℓ_j the Lagrange basis on the σ̃ of the current and `order − 1` earlier points. The integrals
 /// are exact (detail::lagrange_integrals), where k-diffusion calls scipy's quad (epsrel 1e-4; exact

@@ -21,7 +21,7 @@
 
 namespace scoreflow {
 
-/// The classical Runge–Kutta method (Kutta 1901; Hairer, Nørsett & Wanner I, §II.1, Table 1.2):
+/// The classical Runge–Kutta method (Kutta 1901; Hairer, Nørsett & Wanner I, §II.1):
 ///   k₁ = u(x, t), k₂ = u(x + h/2 k₁, t + h/2), k₃ = u(x + h/2 k₂, t + h/2), k₄ = u(x + h k₃, t + h),
 ///   x' = x + h/6 (k₁ + 2k₂ + 2k₃ + k₄).  Four calls per step; fourth order.
 struct RK4 {
@@ -40,7 +40,7 @@ struct RK4 {
 };
 
 namespace detail {
-/// Dormand & Prince 1980, "A family of embedded Runge–Kutta formulae", Table 2 (RK5(4)7M): nodes,
+/// Dormand & Prince 1980, "A family of embedded Runge–Kutta formulae", the pair RK5(4)7M: nodes,
 /// the stage matrix, the fifth-order weights b (= the last stage row: FSAL) and the weights of the
 /// error estimate e = b − b̂ (b̂ the embedded fourth-order weights).
 struct DormandPrince54 {
@@ -55,9 +55,40 @@ struct DormandPrince54 {
       {35.0 / 384, 0.0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84},
   }};
   // b − b̂ with b̂ = (5179/57600, 0, 7571/16695, 393/640, −92097/339200, 187/2100, 1/40).
-  static constexpr std::array<double, 7> e{71.0 / 57600,      0.0,         -71.0 / 16695, 71.0 / 1920,
+  static constexpr std::array<double, 7> e{71.0 / 57600,      0.0,        -71.0 / 16695, 71.0 / 1920,
                                            -17253.0 / 339200, 22.0 / 525, -1.0 / 40};
 };
+
+/// One Dormand–Prince step from (t, x) of signed size h, given k₁ = u(x, t): the fifth-order
+/// solution x', the error estimate h Σ e_i k_i (x' minus the embedded fourth-order solution) and
+/// k₇ = u(x', t + h), the next step's k₁ (FSAL). Six model calls.
+template <Tensor T>
+struct DormandPrinceStep {
+  T x;
+  T error;
+  T k_last;
+};
+
+template <Tensor T, class Predict>
+DormandPrinceStep<T> dormand_prince_step(const T& x, double t, double h, const T& k1, Predict& predict) {
+  using Tableau = DormandPrince54;
+  std::vector<T> k{k1};
+  k.reserve(7);
+  const auto stage_input = [&](std::size_t s) {  // x + h Σ_j a_sj k_j
+    T stage = x;
+    for (std::size_t j = 0; j < s; ++j)
+      if (Tableau::a[s][j] != 0.0) stage = ops::axpby(1.0, stage, h * Tableau::a[s][j], k[j]);
+    return stage;
+  };
+  for (std::size_t s = 1; s < 6; ++s)
+    k.push_back(velocity(predict, stage_input(s), s == 5 ? t + h : t + Tableau::c[s] * h));  // c₆ = 1: exactly t + h
+  T x_new = stage_input(6);  // stage 7's input is the fifth-order solution
+  k.push_back(velocity(predict, x_new, t + h));
+  T error = ops::scale(h * Tableau::e[0], k[0]);
+  for (std::size_t j = 1; j < 7; ++j)
+    if (Tableau::e[j] != 0.0) error = ops::axpby(1.0, error, h * Tableau::e[j], k[j]);
+  return {std::move(x_new), std::move(error), std::move(k[6])};
+}
 
 /// RMS over all elements of v/(atol + rtol · scale) (Hairer, Nørsett & Wanner I, §II.4, eq. 4.11;
 /// scipy's and torchdiffeq's norm). `scale` holds the elementwise max(|x₀|, |x₁|) or |x₀|.
@@ -81,17 +112,19 @@ inline double scaled_rms(const std::vector<double>& v, const std::vector<double>
 ///           Hairer's DOPRI5 code: h_new = h · clamp(safety · err^{−(1/5 − 0.75 β)} · err_prev^{β},
 ///           min_factor, max_factor), β = 0.04, err_prev the last accepted error (≥ 1e-4); after a
 ///           rejection h_new = h · max(min_factor, safety · err^{−(1/5 − 0.75 β)}) and the next
-///           accepted step may not grow. β = 0 gives HNW I eq. 4.13, torchdiffeq's controller.
+///           accepted step may not grow. β = 0 is the standard control of HNW I eq. 4.13, which
+///           scipy's RK45 and torchdiffeq's dopri5 use (torchdiffeq never shrinks an accepted step).
 ///   start   h_initial > 0, or Hairer's starting step (HNW I §II.4, "Starting step size"; scipy's
 ///           select_initial_step), which costs one model call.
-///   end     a step that would end within 1 % of t_next is stretched to it (DOPRI5).
+///   end     a step that would pass t_next, or stop short of it by less than 1 % of the step,
+///           is set to end there (DOPRI5).
 ///
 /// Model calls: 6 per attempted step plus the first stage (and the starting-step call); the
 /// sampler's StepInfo::model_calls reports them. Needs HostCopyable T: the error norm is a scalar
 /// over all elements, computed on the host.
 struct Dopri5 {
   double rtol = 1e-5, atol = 1e-5;
-  double h_initial = 0.0;  ///< 0: Hairer's automatic starting step
+  double h_initial = 0.0;         ///< 0: Hairer's automatic starting step
   std::size_t max_steps = 10000;  ///< attempted internal steps (accepted + rejected) per interval
   double safety = 0.9, min_factor = 0.2, max_factor = 10.0;
   static constexpr double pi_beta = 0.04;  ///< Hairer's DOPRI5 default for the stabilized control
@@ -104,18 +137,18 @@ struct Dopri5 {
     detail::require(max_steps > 0, "dopri5.max_steps", max_steps, "must be positive");
     detail::require(std::isfinite(safety) && safety > 0.0 && safety <= 1.0, "dopri5.safety", safety,
                     "must lie in (0, 1]");
-    detail::require(std::isfinite(min_factor) && min_factor > 0.0 && min_factor <= 1.0, "dopri5.min_factor",
-                    min_factor, "must lie in (0, 1]");
+    detail::require(std::isfinite(min_factor) && min_factor > 0.0 && min_factor <= 1.0, "dopri5.min_factor", min_factor,
+                    "must lie in (0, 1]");
     detail::require(std::isfinite(max_factor) && max_factor >= 1.0, "dopri5.max_factor", max_factor,
                     "must be finite and at least 1");
   }
 
   template <Tensor T, class Predict>
   T operator()(const T& x0, FlowTime t_from, FlowTime t_to, Predict&& predict) const {
-    static_assert(HostCopyable<T>, "Dopri5 computes its error norm over all elements on the host: the tensor "
-                                   "type must be HostCopyable (tensor_traits<T>::to_vector / from_vector)");
+    static_assert(HostCopyable<T>,
+                  "Dopri5 computes its error norm over all elements on the host: the tensor "
+                  "type must be HostCopyable (tensor_traits<T>::to_vector / from_vector)");
     validate();
-    using Tableau = detail::DormandPrince54;
     const double t_end = t_to.value, direction = t_end >= t_from.value ? 1.0 : -1.0;
     const double span = std::abs(t_end - t_from.value);
     double t = t_from.value;
@@ -131,7 +164,6 @@ struct Dopri5 {
     double err_prev = 1e-4;
     bool rejected = false;
     std::size_t attempts = 0;
-    std::array<T, 7> k{k_first, k_first, k_first, k_first, k_first, k_first, k_first};
     while (direction * (t_end - t) > 0.0) {
       if (attempts == max_steps)
         throw invalid_option(detail::concat("dopri5.max_steps = ", max_steps, ": exceeded at t = ", t, " of [",
@@ -143,23 +175,11 @@ struct Dopri5 {
       ++attempts;
       if (direction * (t + 1.01 * direction * h - t_end) > 0.0) h = std::abs(t_end - t);  // last step (DOPRI5)
       const double hs = direction * h;
-      // Stages 2 … 7; stage 7 is at (t + h, x') and becomes stage 1 of the next step (FSAL).
-      T x_new = x;
-      for (std::size_t s = 1; s < 7; ++s) {
-        T stage = x;
-        for (std::size_t j = 0; j < s; ++j)
-          if (Tableau::a[s][j] != 0.0) stage = ops::axpby(1.0, stage, hs * Tableau::a[s][j], k[j]);
-        const double ts = s == 6 || s == 5 ? t + hs : t + Tableau::c[s] * hs;  // c₆ = c₇ = 1 exactly
-        if (s == 6) x_new = stage;
-        k[s] = detail::velocity(predict, stage, ts);
-      }
-      T error = ops::scale(hs * Tableau::e[0], k[0]);
-      for (std::size_t s = 1; s < 7; ++s)
-        if (Tableau::e[s] != 0.0) error = ops::axpby(1.0, error, hs * Tableau::e[s], k[s]);
-      const std::vector<double> xs_new = ops::to_vector(x_new);
+      detail::DormandPrinceStep<T> step = detail::dormand_prince_step(x, t, hs, k_first, predict);
+      const std::vector<double> xs_new = ops::to_vector(step.x);
       std::vector<double> scale = abs_of(xs);
       for (std::size_t m = 0; m < scale.size(); ++m) scale[m] = std::max(scale[m], std::abs(xs_new[m]));
-      const double err = detail::scaled_rms(ops::to_vector(error), scale, rtol, atol);
+      const double err = detail::scaled_rms(ops::to_vector(step.error), scale, rtol, atol);
       if (!std::isfinite(err))
         throw non_finite_error(detail::concat("dopri5: non-finite error estimate on the step t = ", t, " -> ", t + hs,
                                               " (the velocity is not finite there)"));
@@ -170,9 +190,9 @@ struct Dopri5 {
         err_prev = std::max(err, 1e-4);
         rejected = false;
         t = direction * (t_end - (t + hs)) <= 0.0 ? t_end : t + hs;
-        x = std::move(x_new);
+        x = std::move(step.x);
         xs = xs_new;
-        k[0] = k[6];
+        k_first = std::move(step.k_last);
         h *= factor;
       } else {
         rejected = true;

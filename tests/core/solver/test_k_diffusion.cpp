@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backends.hpp"
@@ -37,14 +38,17 @@ std::string fmt(double v) {
   return b;
 }
 
-T row(const std::vector<double>& values) { return ops::from_vector(values, {1, static_cast<std::int64_t>(values.size())}, T{}); }
+T row(const std::vector<double>& values) {
+  return ops::from_vector(values, {1, static_cast<std::int64_t>(values.size())}, T{});
+}
 
 /// Karras et al. 2022, eq. 5: σ_i = (σ_max^{1/ρ} + i/N (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i = 0 … N.
 std::vector<double> karras(int n, double sigma_min, double sigma_max, double rho = 7.0) {
   std::vector<double> s;
   for (int i = 0; i <= n; ++i) {
     const double r = static_cast<double>(i) / n;
-    s.push_back(std::pow(std::pow(sigma_max, 1 / rho) + r * (std::pow(sigma_min, 1 / rho) - std::pow(sigma_max, 1 / rho)), rho));
+    s.push_back(std::pow(
+        std::pow(sigma_max, 1 / rho) + r * (std::pow(sigma_min, 1 / rho) - std::pow(sigma_max, 1 / rho)), rho));
   }
   return s;
 }
@@ -62,14 +66,14 @@ Trace run(const Schedule& schedule, Model& model, const T& x0, std::size_t start
           std::uint64_t seed = 7) {
   Trace trace;
   Generator gen(seed);
-  const T out = Sampler{schedule}.sample(model, FromState<T>{x0, start, std::move(history)}, gen,
-                                         [&](const StepInfo<T>& info) {
-                                           if (info.step == 0) return;
-                                           trace.x.push_back(ops::to_vector(info.x));
-                                           trace.data.push_back(ops::to_vector(info.history.back().data));
-                                           trace.data_index.push_back(info.history.back().index);
-                                           trace.calls = info.model_calls;
-                                         });
+  const T out =
+      Sampler{schedule}.sample(model, FromState<T>{x0, start, std::move(history)}, gen, [&](const StepInfo<T>& info) {
+        if (info.step == 0) return;
+        trace.x.push_back(ops::to_vector(info.x));
+        trace.data.push_back(ops::to_vector(info.history.back().data));
+        trace.data_index.push_back(info.history.back().index);
+        trace.calls = info.model_calls;
+      });
   trace.final_x = ops::to_vector(out);
   return trace;
 }
@@ -94,7 +98,8 @@ double max_row_relative(const std::vector<std::vector<double>>& a, const double 
 /// against the recording where it has draws), i.e. on the step leaving grid index k.
 RecordedNoise<T> recorded_noise(std::size_t steps) {
   RecordedNoise<T> noise;
-  for (std::size_t k = 0; k < steps; ++k) noise.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
+  for (std::size_t k = 0; k < steps; ++k)
+    noise.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
   return noise;
 }
 template <std::size_t D>
@@ -155,7 +160,8 @@ double ode_error(const Rule& rule, const std::vector<double>& sigmas, std::size_
   for (std::size_t j = 0; j < 6; ++j) x0[j] = kMu + std::sqrt(kS * kS + sigmas[0] * sigmas[0]) * kZ6[j];
   const auto exact_at = [&](std::size_t i) {
     std::vector<double> xi(6);
-    for (std::size_t j = 0; j < 6; ++j) xi[j] = sftest::exact::gaussian_ode_map(x0[j], first, {1.0, sigmas[i]}, kMu, kS);
+    for (std::size_t j = 0; j < 6; ++j)
+      xi[j] = sftest::exact::gaussian_ode_map(x0[j], first, {1.0, sigmas[i]}, kMu, kS);
     return row(xi);
   };
   SolverHistory<T> history;
@@ -187,7 +193,7 @@ double measured_order(const std::string& name, const Rule& rule, const std::vect
 
 TEST_CASE("k-diffusion agreement: every step of each k-diffusion sampler equals k_diffusion.sampling's own run") {
   double worst = 0;
-#define SF_KD_REF(tag, n) \
+#define SF_KD_REF(tag, n)                                                                                    \
   sfref::kKarras##n##_sigmas, sfref::kKd_##tag##_karras##n##_steps, sfref::kKd_##tag##_karras##n##_denoised, \
       sfref::kKd_##tag##_karras##n##_model_evals
   check_draw_steps(sfref::kKd_Euler_karras10_noise_draw_step);
@@ -206,12 +212,14 @@ TEST_CASE("k-diffusion agreement: every step of each k-diffusion sampler equals 
                                                 SF_KD_REF(EulerAncestral, 20)));
   worst = std::max(worst, agree_with_kdiffusion("sample_heun, 10 steps", KHeun<>{}, SF_KD_REF(Heun, 10)));
   worst = std::max(worst, agree_with_kdiffusion("sample_heun, 20 steps", KHeun<>{}, SF_KD_REF(Heun, 20)));
-  worst = std::max(worst, agree_with_kdiffusion("sample_heun(s_churn=40, s_tmin=0.05, s_tmax=50, s_noise=1.003), 10 steps",
-                                                KHeun<RecordedNoise<T>>{40.0, 0.05, 50.0, 1.003, recorded_noise(10)},
-                                                SF_KD_REF(HeunChurn, 10)));
-  worst = std::max(worst, agree_with_kdiffusion("sample_heun(s_churn=40, s_tmin=0.05, s_tmax=50, s_noise=1.003), 20 steps",
-                                                KHeun<RecordedNoise<T>>{40.0, 0.05, 50.0, 1.003, recorded_noise(20)},
-                                                SF_KD_REF(HeunChurn, 20)));
+  worst =
+      std::max(worst, agree_with_kdiffusion("sample_heun(s_churn=40, s_tmin=0.05, s_tmax=50, s_noise=1.003), 10 steps",
+                                            KHeun<RecordedNoise<T>>{40.0, 0.05, 50.0, 1.003, recorded_noise(10)},
+                                            SF_KD_REF(HeunChurn, 10)));
+  worst =
+      std::max(worst, agree_with_kdiffusion("sample_heun(s_churn=40, s_tmin=0.05, s_tmax=50, s_noise=1.003), 20 steps",
+                                            KHeun<RecordedNoise<T>>{40.0, 0.05, 50.0, 1.003, recorded_noise(20)},
+                                            SF_KD_REF(HeunChurn, 20)));
   worst = std::max(worst, agree_with_kdiffusion("sample_dpm_2, 10 steps", KDPM2{}, SF_KD_REF(Dpm2, 10)));
   worst = std::max(worst, agree_with_kdiffusion("sample_dpm_2, 20 steps", KDPM2{}, SF_KD_REF(Dpm2, 20)));
   worst = std::max(worst, agree_with_kdiffusion("sample_lms(order=4), 10 steps", KLMS{4}, SF_KD_REF(Lms4, 10)));
@@ -241,10 +249,10 @@ TEST_CASE("k-diffusion order: each deterministic rule converges at its order to 
   // 8 … 64), so N = 32 … 256: measured 3.9, within 0.25 of 4; order 3 or 5 would fail.
   const std::vector<int> fine{32, 64, 128, 256};
   CHECK(std::abs(measured_order("KLMS(4), exact history", KLMS{4}, fine, 0.5, 10.0, 3) - 4.0) < 0.25);
-  // A fresh run from σ = 80 ≫ s: there the trajectory x̃(σ) ∝ √(s² + σ²) is almost a straight line
-  // (x̃'' ∝ s²/σ³), so the warm-up's low-order errors are tiny and the slope reaches ≈ 3.6 on this
-  // range before the warm-up term takes over; far above the 2 it would have without history on
-  // the 10 → 0.5 grid, and far below what a fourth-order method without warm-up shows.
+  // A fresh run (how k-diffusion runs it) from σ = 80 ≫ s: there x̃(σ) ∝ √(s² + σ²) is almost a
+  // straight line (x̃'' ∝ s²/σ³), so the warm-up's low-order errors are tiny and the slope is 3.6
+  // over N = 16 … 256 (3.9 between the last two); the warm-up term takes over only at larger N.
+  // (Started at σ = 10 instead, the fresh run's slope already falls to 2.9 between 128 and 256.)
   const double fresh = measured_order("KLMS(4), fresh run", KLMS{4}, {16, 32, 64, 128, 256}, 0.2, 80.0);
   CHECK(fresh > 3.3);
   CHECK(fresh < 4.2);
@@ -306,14 +314,15 @@ void check_within_4_se(const std::string& what, sftest::Moments got, sftest::Mom
   const double n = 32000;
   const double se_mean = std::sqrt(want.variance / n), se_var = want.variance * std::sqrt(2 / (n - 1));
   MESSAGE(what, ": sampled mean ", got.mean, " var ", got.variance, " | expected mean ", want.mean, " var ",
-          want.variance, " | deviation ", (got.mean - want.mean) / se_mean, " and ", (got.variance - want.variance) / se_var,
-          " s.e.");
+          want.variance, " | deviation ", (got.mean - want.mean) / se_mean, " and ",
+          (got.variance - want.variance) / se_var, " s.e.");
   CHECK(std::abs(got.mean - want.mean) < 4 * se_mean);
   CHECK(std::abs(got.variance - want.variance) < 4 * se_var);
 }
 }  // namespace
 
-TEST_CASE("k-diffusion stochastic rules: ancestral Euler and Heun with churn sample the exact marginal N(μ, s² + σ_end²)") {
+TEST_CASE(
+    "k-diffusion stochastic rules: ancestral Euler and Heun with churn sample the exact marginal N(μ, s² + σ_end²)") {
   const double sigma_end = 1.0, marginal = kS * kS + sigma_end * sigma_end;
   // (a) 10 steps: the sampled moments follow the closed-form recursion of the discrete rule (which
   // is not yet the marginal: its discretisation bias is many standard errors), so the amount of
@@ -326,6 +335,37 @@ TEST_CASE("k-diffusion stochastic rules: ancestral Euler and Heun with churn sam
                       sampled(KEulerAncestral<>{0.5, 1.0}, sig, 13), ancestral_moments(sig, 0.5));
     check_within_4_se("KHeun s_churn = 40, 10 steps vs its recursion", sampled(KHeun<>{40.0, 0.05, 50.0}, sig, 17),
                       churn_heun_moments(sig, 40.0, 0.05, 50.0));
+  }
+  // (a') η and s_noise beyond k-diffusion's recorded η = 1: with recorded noise z_i every step is
+  // exactly x̃' − μ = A (x̃ − μ) + s_noise σ_up z_i (A and σ_up as in ancestral_moments), checked
+  // elementwise along the whole run (the moments above are too coarse to tell η = 0.5 from 0.25).
+  {
+    const auto sig = karras(10, sigma_end, 80.0);
+    RecordedNoise<T> noise;
+    for (std::size_t k = 0; k < 10; ++k)
+      noise.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
+    for (const double eta : {0.0, 0.5, 1.0}) {
+      const double s_noise = 0.9;
+      sftest::GaussianData oracle{NoiseSchedule::linear(), kMu, kS};
+      auto model = gaussian_model(oracle);
+      std::vector<double> x(6);
+      for (std::size_t j = 0; j < 6; ++j) x[j] = kMu + std::sqrt(kS * kS + sig[0] * sig[0]) * kZ6[j];
+      const Trace t =
+          run(SigmaSchedule{SigmaGrid(sig), KEulerAncestral<RecordedNoise<T>>{eta, s_noise, noise}}, model, row(x));
+      double worst = 0;
+      for (std::size_t i = 0; i + 1 < sig.size(); ++i) {
+        const double a = sig[i], b = sig[i + 1], k = slope_k(a);
+        const double up = std::min(b, eta * std::sqrt(b * b * (a * a - b * b) / (a * a)));
+        const double A = k + std::sqrt(b * b - up * up) / a * (1 - k);
+        for (std::size_t j = 0; j < 6; ++j) {
+          x[j] = kMu + A * (x[j] - kMu) + s_noise * up * sfref::kNoise20[i][j];
+          worst = std::max(worst, std::abs(t.x[i][j] - x[j]) / std::max(1.0, std::abs(x[j])));
+        }
+      }
+      MESSAGE("KEulerAncestral η = ", eta, ", s_noise = 0.9 with recorded noise: max deviation from the scalar step ",
+              worst);
+      CHECK(worst < 1e-12);
+    }
   }
   // (b) 400 steps: the recursion's bias from the marginal is below half a standard error of the
   // variance (asserted), so the samples must match N(μ, s² + σ_end²) itself within 4 s.e.
@@ -378,14 +418,17 @@ double path_vs_ve(const Rule& rule, const PathSchedule& path, std::size_t start)
 }
 }  // namespace
 
-TEST_CASE("k-diffusion on other paths: on a FlowSchedule and a DiffusionSchedule each rule is the same method on the equivalent VE path") {
+TEST_CASE(
+    "k-diffusion on other paths: on a FlowSchedule and a DiffusionSchedule each rule is the same method on the "
+    "equivalent VE path") {
   // x = α x̃ at every step, up to rounding: the flow and diffusion runs evaluate the same data
   // estimates at the same σ̃ (GaussianData is E[data | x] on each path), only scaled by α. The
   // tolerance 1e-12 covers the different rounding of x/α·α and of the levels (λ ↔ t round trips).
   const FlowGrid flow({0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97});
   const auto noise = [](std::size_t n) {
     RecordedNoise<T> r;
-    for (std::size_t k = 0; k < n; ++k) r.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
+    for (std::size_t k = 0; k < n; ++k)
+      r.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
     return r;
   };
   const auto table = NoiseSchedule::linear();
@@ -422,11 +465,13 @@ TEST_CASE("k-diffusion on other paths: on a FlowSchedule and a DiffusionSchedule
   CHECK(sftest::max_abs_diff(a, b) < 1e-12);
 }
 
-TEST_CASE("k-diffusion at the ends of a path: a step from α = 0 is the first-order limit, a step to σ = 0 gives x̂; no NaN") {
+TEST_CASE(
+    "k-diffusion at the ends of a path: a step from α = 0 is the first-order limit, a step to σ = 0 gives x̂; no NaN") {
   sftest::GaussianData oracle{NoiseSchedule::linear(), kMu, kS};
   auto model = gaussian_model(oracle);
   RecordedNoise<T> noise;
-  for (std::size_t k = 0; k < 20; ++k) noise.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
+  for (std::size_t k = 0; k < 20; ++k)
+    noise.noise.push_back(row(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6)));
   const T x0 = row(kZ6);
   const auto finite = [](const Trace& t) {
     for (const auto& r : t.x)
@@ -444,7 +489,8 @@ TEST_CASE("k-diffusion at the ends of a path: a step from α = 0 is the first-or
     const NoiseLevel l1 = flow::level(flow[1].value);
     for (std::size_t j = 0; j < 6; ++j) {
       // ancestral, η = 1: σ_up = σ̃₁, σ_down = 0, so x₁ = α₁ μ + σ₁ z₀
-      const double want = deterministic ? l1.sigma * kZ6[j] + l1.alpha * kMu : l1.alpha * kMu + l1.sigma * sfref::kNoise20[0][j];
+      const double want =
+          deterministic ? l1.sigma * kZ6[j] + l1.alpha * kMu : l1.alpha * kMu + l1.sigma * sfref::kNoise20[0][j];
       CHECK(t.x[0][j] == doctest::Approx(want).epsilon(1e-13));
     }
     // The last step ends at σ = 0 on the data estimate at t_{N−1}, except LMS (a multistep integral to 0).
@@ -476,7 +522,8 @@ TEST_CASE("k-diffusion at the ends of a path: a step from α = 0 is the first-or
     CHECK(finite(t));
     const NoiseLevel l1 = diffusion::level(zsnr.alpha_bar(grid[1].value));
     if (name != "KEulerAncestral")
-      for (std::size_t j = 0; j < 6; ++j) CHECK(t.x[0][j] == doctest::Approx(l1.sigma * kZ6[j] + l1.alpha * kMu).epsilon(1e-13));
+      for (std::size_t j = 0; j < 6; ++j)
+        CHECK(t.x[0][j] == doctest::Approx(l1.sigma * kZ6[j] + l1.alpha * kMu).epsilon(1e-13));
     if (name != "KLMS")
       for (std::size_t j = 0; j < 6; ++j) CHECK(t.final_x[j] == doctest::Approx(t.data.back()[j]).epsilon(1e-13));
   };
@@ -496,16 +543,55 @@ TEST_CASE("k-diffusion options: bad values are rejected by name") {
     return Sampler{schedule}.sample(model, FromState<T>{row(kZ6), 0}, gen);
   };
   using doctest::Contains;
-  CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KEulerAncestral<>{-1.0}}), Contains("k_euler_ancestral.eta = -1"), invalid_option);
+  CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KEulerAncestral<>{-1.0}}), Contains("k_euler_ancestral.eta = -1"),
+                       invalid_option);
   CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KEulerAncestral<>{1.0, std::nan("")}}),
                        Contains("k_euler_ancestral.s_noise = nan"), invalid_option);
   CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KHeun<>{-2.0}}), Contains("k_heun.s_churn = -2"), invalid_option);
-  CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KHeun<>{1.0, 5.0, 1.0}}), Contains("k_heun.s_tmax = 1: must be at least s_tmin"),
-                       invalid_option);
+  CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KHeun<>{1.0, 5.0, 1.0}}),
+                       Contains("k_heun.s_tmax = 1: must be at least s_tmin"), invalid_option);
   CHECK_THROWS_WITH_AS(sample(SigmaSchedule{grid, KLMS{0}}), Contains("k_lms.order = 0"), invalid_option);
   // Churn asks the model between grid points: refused on a DiffusionSchedule, by name.
   const auto table = NoiseSchedule::linear();
   CHECK_THROWS_WITH_AS(sample(DiffusionSchedule{table, DiffusionGrid::spaced(5), KHeun<>{1.0}}),
                        Contains("k_heun.s_churn = 1: churn asks the model"), invalid_option);
   CHECK_NOTHROW(sample(DiffusionSchedule{table, DiffusionGrid::spaced(5), KHeun<>{}}));
+}
+
+TEST_CASE_TEMPLATE(
+    "k-diffusion on every backend: each rule's final sample matches k-diffusion's within the backend's precision", B,
+    SCOREFLOW_BACKENDS) {
+  // float backends round each step at ~1e-7 of its largest term; 1e-5 relative leaves room for the
+  // 10 steps (the double backend is held to 1e-10 in the agreement test above).
+  const double tolerance = std::is_same_v<B, xt::xarray<double>> ? 1e-10 : 1e-5;
+  sftest::GaussianData oracle{NoiseSchedule::linear(), kMu, kS};
+  auto model = denoiser([&oracle](const B& x, Sigma time, NoCondition c) { return oracle(x, time, c); },
+                        Parameterization::sample);
+  const std::vector<double> sigmas(sfref::kKarras10_sigmas, sfref::kKarras10_sigmas + 11);
+  std::vector<double> x0(6);
+  for (std::size_t j = 0; j < 6; ++j) x0[j] = sigmas[0] * sfref::kZ[j];
+  RecordedNoise<B> noise;
+  for (std::size_t k = 0; k < 10; ++k)
+    noise.noise.push_back(sftest::make<B>(std::vector<double>(sfref::kNoise20[k], sfref::kNoise20[k] + 6), {1, 6}));
+  const auto check = [&](const std::string& name, const auto& rule, const double(&reference)[10][6]) {
+    Generator gen(1);
+    const auto out = ops::to_vector(Sampler{SigmaSchedule{SigmaGrid(sigmas), rule}}.sample(
+        model, FromState<B>{sftest::make<B>(x0, {1, 6}), 0}, gen));
+    double scale = 0, dev = 0;
+    for (std::size_t j = 0; j < 6; ++j) {
+      scale = std::max(scale, std::abs(reference[9][j]));
+      dev = std::max(dev, std::abs(out[j] - reference[9][j]));
+    }
+    CAPTURE(name);
+    CHECK(dev / scale < tolerance);
+  };
+  check("KEuler", KEuler{}, sfref::kKd_Euler_karras10_steps);
+  check("KEulerAncestral", KEulerAncestral<RecordedNoise<B>>{1.0, 1.0, noise},
+        sfref::kKd_EulerAncestral_karras10_steps);
+  check("KHeun", KHeun<>{}, sfref::kKd_Heun_karras10_steps);
+  check("KHeun with churn", KHeun<RecordedNoise<B>>{40.0, 0.05, 50.0, 1.003, noise},
+        sfref::kKd_HeunChurn_karras10_steps);
+  check("KDPM2", KDPM2{}, sfref::kKd_Dpm2_karras10_steps);
+  check("KLMS", KLMS{4}, sfref::kKd_Lms4_karras10_steps);
+  check("KDPMPP2M", KDPMPP2M{}, sfref::kKd_DpmPP2M_karras10_steps);
 }

@@ -48,10 +48,10 @@ Result integrate(const Rule& rule, const FlowGrid& grid, bool velocity_model) {
   const auto sample = [&](auto& model) {
     return Sampler{FlowSchedule{grid, rule}}.sample(model, FromState<T>{row(x0), 0}, gen, count);
   };
-  auto data_model = denoiser([&](const T& x, FlowTime t, NoCondition c) { return data_oracle(x, t, c); },
-                             Parameterization::sample);
-  auto velocity = denoiser([&](const T& x, FlowTime t, NoCondition c) { return flow_oracle(x, t, c); },
-                           Parameterization::velocity);
+  auto data_model =
+      denoiser([&](const T& x, FlowTime t, NoCondition c) { return data_oracle(x, t, c); }, Parameterization::sample);
+  auto velocity =
+      denoiser([&](const T& x, FlowTime t, NoCondition c) { return flow_oracle(x, t, c); }, Parameterization::velocity);
   const std::vector<double> out = ops::to_vector(velocity_model ? sample(velocity) : sample(data_model));
   Result r{0.0, 0.0, calls};
   for (std::size_t j = 0; j < out.size(); ++j) {
@@ -107,6 +107,57 @@ TEST_CASE("runge-kutta: RK4 converges at order 4 to the exact Gaussian flow") {
   CHECK(std::abs(rk4_order("GaussianFlow (true velocity) on [0, 1]", 0.0, 1.0, {32, 64, 128, 256}, true) - 4.0) < 0.25);
 }
 
+TEST_CASE(
+    "runge-kutta: one Dormand-Prince step has local error O(h^6), and its estimate is the error of the embedded "
+    "4th-order solution") {
+  // From the exact solution at t = 0.3, one step of size h: the fifth-order x' has local error
+  // O(h⁶), the embedded fourth-order x' − estimate C h⁵, and the estimate equals the latter's
+  // error to leading order (ratio → 1; measured 0.14 % off at h = 1/40). A wrong tableau entry
+  // breaks one of the three (a stage matrix entry: the orders; an error weight e_i: the ratio).
+  const sftest::GaussianFlow oracle{kMu, kS};
+  int calls = 0;
+  auto predict = [&](const T& x, FlowTime t) {
+    ++calls;
+    return Prediction<T>{oracle(x, t, NoCondition{}), Parameterization::velocity};
+  };
+  const double t0 = 0.3;
+  const NoiseLevel l0 = flow::level(t0);
+  std::vector<double> x0(kZ6.size());
+  for (std::size_t j = 0; j < x0.size(); ++j)
+    x0[j] = l0.alpha * kMu + std::sqrt(l0.alpha * l0.alpha * kS * kS + l0.sigma * l0.sigma) * kZ6[j];
+  const std::vector<int> inverse_h{5, 10, 20, 40};
+  std::vector<double> err5, err4;
+  std::string line;
+  for (int n : inverse_h) {
+    const double h = 1.0 / n;
+    const T x = row(x0);
+    calls = 0;
+    const T k1 = detail::velocity(predict, x, t0);
+    const auto step = detail::dormand_prince_step(x, t0, h, k1, predict);
+    CHECK(calls == 1 + 6);
+    const auto fifth = ops::to_vector(step.x), estimate = ops::to_vector(step.error);
+    double e5 = 0, e4 = 0, ratio_dev = 0;
+    for (std::size_t j = 0; j < x0.size(); ++j) {
+      const double exact = sftest::exact::gaussian_ode_map(x0[j], l0, flow::level(t0 + h), kMu, kS);
+      const double fourth_error = fifth[j] - estimate[j] - exact;
+      e5 = std::max(e5, std::abs(fifth[j] - exact));
+      e4 = std::max(e4, std::abs(fourth_error));
+      ratio_dev = std::max(ratio_dev, std::abs(-estimate[j] / fourth_error - 1.0));
+    }
+    err5.push_back(e5), err4.push_back(e4);
+    line += " h=1/" + std::to_string(n) + ": " + fmt(e5) + ", " + fmt(e4) + " (estimate off by " + fmt(ratio_dev) + ")";
+    if (n == inverse_h.back()) CHECK(ratio_dev < 0.05);
+  }
+  const double p5 = fitted_order(inverse_h, err5), p4 = fitted_order(inverse_h, err4);
+  MESSAGE("Dormand-Prince local errors (5th, embedded 4th):", line, " → orders ", p5, ", ", p4);
+  // The embedded solution's local error scales as h⁵ (measured 5.03; ±0.3 for the next terms).
+  // The fifth-order solution's falls faster than h⁶ over this range (slopes 8.2, 7.6, 6.8 between
+  // neighbours: this flow's h⁶ coefficient is small next to the h⁷ one) and reaches rounding
+  // (~1e-15) below h = 1/40, so only "at least 6" is asserted; a wrong stage entry drops it to ≤ 5.
+  CHECK(std::abs(p4 - 5.0) < 0.3);
+  CHECK(p5 > 5.7);
+}
+
 TEST_CASE("runge-kutta: Dopri5 meets its tolerance, and needs fewer model calls the looser it is") {
   // One adaptive solve over the whole interval (a two-point grid). Each accepted step has a local
   // error of RMS at most atol + rtol·|x| (HNW I, §II.4); the global error is the sum of a few of
@@ -129,7 +180,8 @@ TEST_CASE("runge-kutta: Dopri5 meets its tolerance, and needs fewer model calls 
       if (previous_calls > 0) CHECK(r.model_calls < previous_calls);  // strictly fewer as tol loosens
       previous_calls = r.model_calls;
     }
-    MESSAGE("Dopri5, ", std::string(velocity_model ? "GaussianFlow on [0, 1]" : "GaussianData on [0.1, 0.9]"), ":", line);
+    MESSAGE("Dopri5, ", std::string(velocity_model ? "GaussianFlow on [0, 1]" : "GaussianData on [0.1, 0.9]"), ":",
+            line);
   }
   // A grid of several points: each interval is its own adaptive solve, and the result is as good.
   Dopri5 d;
@@ -142,8 +194,8 @@ TEST_CASE("runge-kutta: Dopri5 meets its tolerance, and needs fewer model calls 
   const Result given = integrate(d, FlowGrid({0.1, 0.9}), false);
   CHECK(given.error < 5 * (1e-8 + 1e-8 * given.scale));
   MESSAGE("Dopri5 tol 1e-8 on [0.1, 0.9]: one interval ", automatic.model_calls, " calls (error ", fmt(automatic.error),
-          "); 3 intervals ", split.model_calls, " calls (error ", fmt(split.error), "); h_initial = 0.01: ",
-          given.model_calls, " calls (error ", fmt(given.error), ")");
+          "); 3 intervals ", split.model_calls, " calls (error ", fmt(split.error),
+          "); h_initial = 0.01: ", given.model_calls, " calls (error ", fmt(given.error), ")");
 }
 
 TEST_CASE("runge-kutta: Dopri5 rejects bad options by name, and running out of max_steps is an error naming it") {
@@ -155,15 +207,22 @@ TEST_CASE("runge-kutta: Dopri5 rejects bad options by name, and running out of m
   };
   const FlowGrid grid({0.1, 0.9});
   const auto solve = [&](const Dopri5& d) { return integrate(d, grid, false); };
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.rtol = 0; })), Contains("dopri5.rtol = 0: must be finite and positive"), invalid_option);
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.rtol = INFINITY; })), Contains("dopri5.rtol = inf"), invalid_option);
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.atol = -1e-6; })), Contains("dopri5.atol = -1e-06"), invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.rtol = 0; })),
+                       Contains("dopri5.rtol = 0: must be finite and positive"), invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.rtol = INFINITY; })), Contains("dopri5.rtol = inf"),
+                       invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.atol = -1e-6; })), Contains("dopri5.atol = -1e-06"),
+                       invalid_option);
   CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.atol = NAN; })), Contains("dopri5.atol = nan"), invalid_option);
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.max_steps = 0; })), Contains("dopri5.max_steps = 0: must be positive"), invalid_option);
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.h_initial = -0.1; })), Contains("dopri5.h_initial = -0.1"), invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.max_steps = 0; })),
+                       Contains("dopri5.max_steps = 0: must be positive"), invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.h_initial = -0.1; })), Contains("dopri5.h_initial = -0.1"),
+                       invalid_option);
   CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.safety = 1.5; })), Contains("dopri5.safety = 1.5"), invalid_option);
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.min_factor = 0; })), Contains("dopri5.min_factor = 0"), invalid_option);
-  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.max_factor = 0.5; })), Contains("dopri5.max_factor = 0.5"), invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.min_factor = 0; })), Contains("dopri5.min_factor = 0"),
+                       invalid_option);
+  CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) { d.max_factor = 0.5; })), Contains("dopri5.max_factor = 0.5"),
+                       invalid_option);
   // A tight tolerance needs more than 5 steps here (about 20 at 1e-10).
   CHECK_THROWS_WITH_AS(solve(with([](Dopri5& d) {
                          d.rtol = d.atol = 1e-10;
@@ -179,8 +238,8 @@ TEST_CASE("runge-kutta: Dopri5 rejects bad options by name, and running out of m
 TEST_CASE_TEMPLATE("runge-kutta: RK4 and Dopri5 on every backend", B, SCOREFLOW_BACKENDS) {
   // float backends round at ~1e-7, so a loose tolerance; the same exact flow as above.
   const sftest::GaussianFlow oracle{kMu, kS};
-  auto model = denoiser([&](const B& x, FlowTime t, NoCondition c) { return oracle(x, t, c); },
-                        Parameterization::velocity);
+  auto model =
+      denoiser([&](const B& x, FlowTime t, NoCondition c) { return oracle(x, t, c); }, Parameterization::velocity);
   const B x0 = sftest::make<B>(kZ6, {1, 6});
   const auto check = [&](const auto& schedule, const std::string& name) {
     Generator gen(1);
