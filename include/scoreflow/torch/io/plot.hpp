@@ -203,7 +203,9 @@ inline void plot_series(const std::filesystem::path& png, const std::vector<Plot
   gp << (log_x ? "set logscale x\n" : "") << "set key outside right top\n";
   for (std::size_t k = 0; k < series.size(); ++k) {
     const auto& s = series[k];
-    detail::require(s.x.size() == s.y.size(), "plot_series points of " + s.name, s.x.size(), "must match its y values");
+    if (s.x.size() != s.y.size())
+      throw invalid_option(detail::concat("plot_series: series '", s.name, "' has ", s.x.size(), " x and ", s.y.size(),
+                                          " y values"));
     gp << "$d" << k << " << EOD\n";
     for (std::size_t i = 0; i < s.x.size(); ++i)
       if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) gp << s.x[i] << " " << s.y[i] << "\n";
