@@ -33,7 +33,7 @@ inline constexpr std::int64_t forward_chunk = 8;
 
 /// "euler:300,heun:10,midpoint:15" → {(euler, 300), (heun, 10), (midpoint, 15)}.
 inline std::vector<std::pair<SolverChoice, int>> parse_solver_list(const std::string& text) {
-  std::vector<std::pair<Solver, int>> out;
+  std::vector<std::pair<SolverChoice, int>> out;
   std::size_t start = 0;
   while (start <= text.size()) {
     const auto end = std::min(text.find(',', start), text.size());

@@ -45,7 +45,8 @@ inline const std::vector<SolverInfo>& solver_table() {
       {"dopri5", "Dopri5", "adaptive Dormand-Prince 5(4), --rtol/--atol; one interval, steps ignored", flow_family, 0},
       {"dpmpp_2m", "DPM-Solver++(2M)", "DPM-Solver++(2M) multistep, midpoint (Lu et al. 2022); --order 1..3", both_families, 1, 3},
       {"dpmpp_2m_heun", "DPM-Solver++(2M, Heun)", "DPM-Solver++(2M) multistep, Heun variant; --order 1..3", both_families, 1, 3},
-      {"dpmpp_3m", "DPM-Solver++(3M)", "DPM-Solver++(3M) multistep", both_families, 1, 3},
+      {"dpmpp_3m", "DPM-Solver++(3M)", "DPM-Solver++(3M) as diffusers (its D2 weight makes it 2nd order)", both_families, 1, 3},
+      {"dpmpp_3m_taylor", "DPM-Solver++(3M, Taylor)", "DPM-Solver++(3M) with the Taylor D2 weight: 3rd order", both_families, 1, 3},
       {"dpmpp_2m_sde", "SDE-DPM-Solver++(2M)", "SDE-DPM-Solver++(2M), stochastic (Lu et al. 2022, sec. 4)", both_families, 1, 2},
       {"dpmpp_2s", "DPM-Solver++(2S)", "DPM-Solver++(2S) single-step, 2 calls per step (continuous time only)", flow_family, 2},
       {"unipc_bh1", "UniPC-bh1", "UniPC, B(h) = h, UniC corrector (Zhao et al. 2023); --order 1..3, --no-corrector", both_families, 1, 3},
@@ -121,7 +122,16 @@ auto with_path_rule(const SolverChoice& c, F&& f) {
   if (n == "dpmpp_2m") return f(dpmpp(c, 2, sf::DPMSolverVariant::midpoint));
   if (n == "dpmpp_2m_heun") return f(dpmpp(c, 2, sf::DPMSolverVariant::heun));
   if (n == "dpmpp_3m") return f(dpmpp(c, 3, sf::DPMSolverVariant::midpoint));
-  if (n == "dpmpp_2m_sde") return f(sf::SDEDPMSolverPP<>{});
+  if (n == "dpmpp_3m_taylor") {
+    auto d = dpmpp(c, 3, sf::DPMSolverVariant::midpoint);
+    d.third_order = sf::DPMSolverThirdOrder::taylor;
+    return f(d);
+  }
+  if (n == "dpmpp_2m_sde") {
+    sf::SDEDPMSolverPP<> d;
+    d.order = order_or(c, d.order);
+    return f(d);
+  }
   if (n == "unipc_bh1") return f(unipc(c, sf::UniPCVariant::bh1));
   if (n == "unipc_bh2") return f(unipc(c, sf::UniPCVariant::bh2));
   if (n == "deis") {

@@ -10,7 +10,8 @@
 // (diffusers' ind_fn), C_j = F_j(ρ_t) − F_j(ρ_s).
 //   p = 1: x_t = α_t x̂_s + σ_t ε̂_s (DDIM);
 //   p = 2: F(τ; b, c) = τ (log τ − log c − 1)/(log b − log c)        (basis 1 at b, 0 at c);
-//   p = 3: F(τ; b, c, d) = τ (L_c (L_d − L_τ + 1) − L_d L_τ + L_d + L_τ² − 2 L_τ + 2)/((L_b − L_c)(L_b − L_d)).
+//   p = 3: F(τ; b, c, d) = τ (L_c (L_d − L_τ + 1) − L_d L_τ + L_d + L_τ² − 2 L_τ + 2)
+//                          / ((L_b − L_c)(L_b − L_d)),  L = log.
 // The order rule is diffusers' (warm-up from the history; with lower_order_final on grids of
 // < 15 steps order 1 on the last step and ≤ 2 on the one before).
 //
@@ -72,8 +73,10 @@ struct DEIS {
       const double log_0 = std::log(rho_0), log_1 = std::log(s1.sigma / s1.alpha);
       // x_t = α_t (x/α_s0 + Σ_j C_j ε̂_j)
       if (p == 2) {
-        const double c0 = detail::deis_basis_integral(rho_t, log_0, log_1) - detail::deis_basis_integral(rho_0, log_0, log_1);
-        const double c1 = detail::deis_basis_integral(rho_t, log_1, log_0) - detail::deis_basis_integral(rho_0, log_1, log_0);
+        const auto c = [&](double b, double cc) {
+          return detail::deis_basis_integral(rho_t, b, cc) - detail::deis_basis_integral(rho_0, b, cc);
+        };
+        const double c0 = c(log_0, log_1), c1 = c(log_1, log_0);
         return ops::axpby(1.0, ops::axpby(t.alpha / s0.alpha, x, t.alpha * c0, eps0), t.alpha * c1, eps1);
       }
       const NoiseLevel s2 = path.level(earlier[1]->index);

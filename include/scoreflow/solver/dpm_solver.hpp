@@ -4,7 +4,7 @@
 // data-prediction form. With λ = log(α/σ) and h = λ_t − λ_s the ODE's exact solution is
 //   x_t = (σ_t/σ_s) x_s + σ_t ∫_{λ_s}^{λ_t} e^λ x̂(λ) dλ,
 // and the solvers differ in how they approximate x̂ on the step:
-//   DPMSolverPP      multistep 1M / 2M / 3M (Alg. 2; 3M as diffusers writes it)
+//   DPMSolverPP      multistep 1M / 2M / 3M (Alg. 2; 3M as diffusers writes it: order 2, see below)
 //   SDEDPMSolverPP   SDE-DPM-Solver++ 1 / 2M (the paper's SDE variant; diffusers' "sde-dpmsolver++")
 //   DPMSolverPP2S    single-step 2nd order, Alg. 1 with r = 1/2 (one extra model call at the λ-midpoint)
 // All run on any SolverPath (DiffusionSchedule, FlowSchedule, SigmaSchedule), as rules
@@ -83,7 +83,13 @@ inline double one_minus_exp_neg(double h) { return -std::expm1(-h); }
 
 enum class DPMSolverVariant {
   midpoint,  ///< D1 weighted ½ α_t (1 − e^{−h}) (Lu et al. 2022, Alg. 2)
-  heun       ///< D1 weighted α_t ((e^{−h} − 1)/h + 1) = α_t (1 − (1 − e^{−h})/h) (diffusers' solver_type="heun")
+  heun       ///< D1 weighted α_t ((e^{−h} − 1)/h + 1) = α_t (1 − (1 − e^{−h})/h) (diffusers' "heun")
+};
+
+/// Which weight the 3M update gives its second difference D2 (see DPMSolverPP).
+enum class DPMSolverThirdOrder {
+  diffusers,  ///< −α_t ((e^{−h} − 1 + h)/h² − ½): diffusers' and the reference code's; order 2 in fact
+  taylor      ///< α_t (h² − 2h + 2 − 2e^{−h})/h²: the Taylor term of x̂''; order 3
 };
 
 /// Multistep DPM-Solver++ (order 1: DDIM; 2: DPM-Solver++(2M); 3: 3M). One model call per step.
@@ -91,11 +97,20 @@ enum class DPMSolverVariant {
 /// solver_type=variant, lower_order_final, euler_at_final), with final_sigmas_type="zero" on grids
 /// that end at clean data (DiffusionGrid ending in −1, flow t = 1, σ = 0) and "sigma_min" on grids
 /// that end at a noise level (a diffusion grid ending at timestep 0).
+///
+/// Order 3 is diffusers' 3M update (the DPM-Solver reference code has the same), kept exactly so
+/// that results match diffusers. It converges at order 2, not 3: its D2 = (D1_0 − D1_1)/(r0 + r1)
+/// approximates h² x̂''/2 but is weighted with the coefficient of h² x̂'', −α_t ((e^{−h} − 1 + h)/h²
+/// − ½) (the Taylor term is α_t h³ φ₃(h) x̂'' with h³ φ₃ = (h² − 2h + 2 − 2e^{−h})/2), so the local
+/// error is O(h³). Measured and explained in tests/core/solver/test_exponential_integrators.cpp.
+/// `third_order = DPMSolverThirdOrder::taylor` weights D2 with the Taylor coefficient, twice
+/// diffusers', α_t (h² − 2h + 2 − 2e^{−h})/h², and converges at order 3 (measured there too).
 struct DPMSolverPP {
   int order = 2;                                        ///< 1, 2 or 3
   DPMSolverVariant variant = DPMSolverVariant::midpoint;  ///< the 2M correction (3M has one form)
   bool lower_order_final = true;  ///< on grids of < 15 steps: order 1 on the last step, ≤ 2 on the one before
   bool euler_at_final = false;    ///< order 1 on the last step whatever the grid
+  DPMSolverThirdOrder third_order = DPMSolverThirdOrder::diffusers;  ///< 3M's D2 weight (diffusers' is 2nd order)
 
   template <Tensor T, class Path, class Predict>
   T operator()(const T& x, std::size_t i, const Path& path, Predict&& predict, SolverHistory<T>& history,
@@ -134,7 +149,8 @@ struct DPMSolverPP {
       const T diff = ops::sub(d10, d11);
       const T d1 = ops::axpby(1.0, d10, r0 / (r0 + r1), diff);
       const double c1 = t.alpha * (1.0 - phi / h);
-      const double c2 = -t.alpha * ((h - phi) / (h * h) - 0.5);
+      const double c2 = third_order == DPMSolverThirdOrder::taylor ? -2.0 * t.alpha * ((h - phi) / (h * h) - 0.5)
+                                                                   : -t.alpha * ((h - phi) / (h * h) - 0.5);
       return ops::axpby(1.0, ops::axpby(1.0, x1, c1, d1), c2 / (r0 + r1), diff);
     }();
     history.record(i, m0, static_cast<std::size_t>(order));
@@ -149,6 +165,8 @@ struct DPMSolverPP {
 /// z = noise(x, i, gen): drawn (DrawnNoise) or recorded (RecordedNoise, e.g. diffusers'
 /// variance_noise). One draw per step, the last step included (its coefficient is 0 when it lands
 /// at σ = 0), as diffusers draws one per step. The order rule is DPMSolverPP's.
+/// Write SDEDPMSolverPP<>{.order = 2} (designated initializers do not deduce the default Noise on
+/// every compiler: clang 14 lacks aggregate CTAD).
 template <class Noise = DrawnNoise>
 struct SDEDPMSolverPP {
   int order = 2;  ///< 1 or 2

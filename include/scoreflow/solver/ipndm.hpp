@@ -58,7 +58,8 @@ struct IPNDM {
       T correction = ops::scale(c[0] - 1.0, eps0);
       for (std::size_t j = 1; j < p; ++j) {
         const auto& e = *earlier[j - 1];
-        correction = ops::axpby(1.0, correction, c[j], detail::noise_estimate(detail::sample_of(e, "ipndm"), e.data, path.level(e.index)));
+        const T eps = detail::noise_estimate(detail::sample_of(e, "ipndm"), e.data, path.level(e.index));
+        correction = ops::axpby(1.0, correction, c[j], eps);
       }
       next = ops::axpby(1.0, next, t.alpha * (t.ve_sigma() - s.ve_sigma()), correction);
     }

@@ -8,8 +8,8 @@
 // One step at grid index i (one model call, m_i = x̂(x_i)):
 //   1. UniC: if the previous grid point's sample x_{i−1} and answer are in the history, replace
 //      x_i by the corrected x_i^c, from x_{i−1}, the earlier answers and m_i;
-//   2. record (i, x_i^c, m_i) in the history (the corrected sample is what step i+1 corrects from);
-//   3. UniP: predict x_{i+1} from x_i^c, m_i and the earlier answers.
+//   2. UniP: predict x_{i+1} from x_i^c, m_i and the earlier answers;
+//   3. record (i, x_i^c, m_i) in the history (the corrected sample is what step i+1 corrects from).
 // This is the order of diffusers' UniPCMultistepScheduler.step, whose last_sample / model_outputs
 // are our SolverHistory, so a cancelled run resumed from FromState{x, grid_index, history}
 // continues exactly.
@@ -120,18 +120,20 @@ struct UniPC {
     const auto earlier = detail::earlier_answers(history, i, path, static_cast<std::size_t>(order));
     const NoiseLevel l_i = path.level(i);
 
-    // 1. UniC at x_i from x_{i−1} (Alg. 3). Its order is the order the predictor used on the step
-    //    i−1 → i: min(order, steps left then, answers available then + 1) = min(cap(n − i + 1), earlier).
+    // UniC at x_i from x_{i−1} (Alg. 3), when the history holds the previous grid point. Its order
+    // is the one the predictor used on the step i−1 → i: min(order, steps left then, answers
+    // available then + 1) = min(cap(n − i + 1), earlier.size()).
     T x_i = x;
     if (corrector && !earlier.empty() && earlier[0]->index + 1 == i) {
+      const auto& prev = *earlier[0];
       const std::size_t p = std::min(cap(n - i + 1), earlier.size());
-      x_i = update(detail::sample_of(*earlier[0], "unipc"), earlier[0]->data, path.level(earlier[0]->index), l_i, earlier, 1, path, p, &m_i);
+      x_i = update(detail::sample_of(prev, "unipc"), prev.data, path.level(prev.index), l_i, earlier, 1, path, p, &m_i);
     }
-    // 3. UniP from x_i^c (Alg. 2): order min(cap(n − i), earlier + 1); first order onto σ = 0.
+    // UniP from x_i^c (Alg. 2): order min(cap(n − i), earlier + 1); first order onto σ = 0.
     const NoiseLevel l_next = path.level(i + 1);
     const std::size_t p = l_next.is_clean() ? 1 : std::min(cap(n - i), earlier.size() + 1);
     T next = update(x_i, m_i, l_i, l_next, earlier, 0, path, p, static_cast<const T*>(nullptr));
-    // 2. (after the predictor read the history) the corrected sample and the answer at i.
+    // Then (the predictor has read the history) record the corrected sample and the answer at i.
     history.record(i, std::move(x_i), m_i, static_cast<std::size_t>(order));
     return next;
   }
