@@ -12,6 +12,7 @@
 // unconditional). Outputs: samples.png (a grid), samples-images-idx3-ubyte /
 // samples-labels-idx1-ubyte, and summary.json (settings, model calls, seconds).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 #include <torch/script.h>
 
 #include <chrono>
@@ -49,6 +50,7 @@ struct Options {
   std::int64_t per_class = 4, count = 40, batch = 250;
   std::string classes = "all", out = "sample_out", device = "auto";
   std::uint64_t seed = 42;
+  bool progress = isatty(2) != 0;  ///< the progress line, on a terminal only (logs and pipes stay clean)
 };
 
 std::string listing() {
@@ -234,6 +236,7 @@ Run sample_chunk(const Schedule& schedule, Model& model, const T& cond, double g
   const auto c = cond.to(device);
   auto progress = [&](const sf::StepInfo<T>& info) {
     r.model_calls = info.model_calls, r.steps = info.step;
+    if (!o.progress) return;
     const double frac = (done_fraction + (info.total ? static_cast<double>(info.step) / info.total : 1.0)) / total_chunks;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int width = 30, filled = static_cast<int>(frac * width);
@@ -300,7 +303,7 @@ int run(Options& o) {
     calls = r.model_calls, steps = r.steps;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "\n");
+  if (o.progress) std::fprintf(stderr, "\n");
   auto x = torch::cat(parts);
   if (!m.is_flow) x = (x + 1) / 2;  // our DDPM's images live in [−1, 1]
   x = x.clamp(0, 1);

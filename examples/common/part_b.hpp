@@ -83,6 +83,9 @@ struct PartBConfig {
     c.eval_per_class = 40;
     c.no_scheduler_lr = 3e-3;
     c.solver_sweep = {{{"euler"}, 20}};  // the same 20 calls as the main Heun 10
+    c.call_sweep = {{"euler", "heun", "rk4", "dpmpp_2m", "dpmpp_3m_taylor", "dpmpp_2s", "unipc_bh2", "unipc_bh1", "deis",
+                     "ipndm", "k_lms", "k_dpm_2"},
+                    {4, 6, 8, 10}};
     c.sweep_per_class = 20;
     return c;
   }
