@@ -55,7 +55,7 @@ const Variant kTwoCalls{.two_calls = true};
 const Variant kBatched{};
 // kept: what paid in the ablation (see README "Benchmarks")
 const Variant kBest{.inference_mode = true, .fold = true, .micro_batch = 8, .share_input = true};
-enum class Solver { euler, heun };
+enum class Solver { euler, heun, dpmpp_2m, unipc_bh2 };
 
 /// A condition that does not concatenate: ClassifierFree then makes two model calls per step.
 struct Unbatched {
@@ -124,10 +124,13 @@ torch::Tensor sample_once(sm::ClassConditionalUNet& net, Variant v, const Schedu
 
 template <class Fn>
 void with_schedule(Solver solver, int steps, Fn&& fn) {
-  if (solver == Solver::euler)
-    fn(FlowSchedule<Euler>{FlowGrid::uniform(steps)});
-  else
-    fn(FlowSchedule<Heun>{FlowGrid::uniform(steps)});
+  const auto grid = FlowGrid::uniform(steps);
+  switch (solver) {
+    case Solver::euler: return fn(FlowSchedule<Euler>{grid});
+    case Solver::heun: return fn(FlowSchedule<Heun>{grid});
+    case Solver::dpmpp_2m: return fn(FlowSchedule<DPMSolverPP>{grid});
+    case Solver::unipc_bh2: return fn(FlowSchedule<UniPC>{grid});
+  }
 }
 
 void sample_flow(benchmark::State& state, Solver solver, int steps, std::int64_t batch, Variant v) {
@@ -149,7 +152,7 @@ void sample_flow(benchmark::State& state, Solver solver, int steps, std::int64_t
   });
   bench::set_items_per_second(state, static_cast<double>(batch), watch);
   // Heun's last step is an Euler step: (2·steps − 1) calls; 2B images per call (cond + uncond).
-  const double calls = solver == Solver::euler ? steps : 2.0 * steps - 1.0;
+  const double calls = solver == Solver::heun ? 2.0 * steps - 1.0 : steps;
   (void)calls_per_step;
   const double per_pair = 2.0 * bench::unet_forward_flops(64) - (v.share_input ? bench::unet_input_only_flops(64) : 0.0);
   bench::set_flop_counters(state, calls * static_cast<double>(batch) * per_pair, watch);
@@ -257,9 +260,18 @@ void sample_long_run(benchmark::State& state, int steps, std::int64_t batch) {
   state.counters["growth_MiB"] = at_end - at20;
 }
 
+const char* solver_name(Solver s) {
+  switch (s) {
+    case Solver::euler: return "euler";
+    case Solver::heun: return "heun";
+    case Solver::dpmpp_2m: return "dpmpp_2m";
+    case Solver::unipc_bh2: return "unipc_bh2";
+  }
+  return "?";
+}
 std::string name(Solver s, int steps, std::int64_t batch) {
-  return std::string("BM_SampleFlowCFG/") + (s == Solver::euler ? "euler" : "heun") + "/steps:" + std::to_string(steps) +
-         "/batch:" + std::to_string(batch);
+  return std::string("BM_SampleFlowCFG/") + solver_name(s) + "/steps:" + std::to_string(steps) + "/batch:" +
+         std::to_string(batch);
 }
 
 
@@ -279,6 +291,22 @@ int register_all() {
   for (int steps : {1, 4, 16}) add(Solver::euler, steps, 40, kBest, "");
   for (std::int64_t batch : {1, 4, 16, 64, 256}) add(Solver::euler, 4, batch, kBest, "");
   add(Solver::heun, 5, 40, kBest, "");
+  // Time to quality (issue 14): images per second at the call count where a solver matches the
+  // Fréchet distance of the seed's 300 Euler steps on the quick class-conditioned flow model (the
+  // gallery's "Quality against model calls" sweep gives the points), against the seed's own loop.
+  // One model call per step for these solvers, so steps = calls. Compare with
+  // `reference_pytorch.py --time-to-quality` (the seed's loop in plain PyTorch) in the same session.
+  auto to_quality = [](Solver s, int calls, Variant v) {
+    benchmark::RegisterBenchmark(("BM_SampleToQuality/flow/" + std::string(solver_name(s)) + "/calls:" + std::to_string(calls)).c_str(),
+                                 sample_flow, s, calls, std::int64_t{40}, v)
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(s == Solver::euler ? 1 : 3);
+  };
+  to_quality(Solver::euler, 300, kBest);
+  for (int calls : {4, 6, 8, 10}) {
+    to_quality(Solver::dpmpp_2m, calls, kBest);
+    to_quality(Solver::unipc_bh2, calls, kBest);
+  }
   if (const char* full = std::getenv("SCOREFLOW_BENCH_FULL"); full && std::string(full) == "1") {
     add(Solver::euler, 300, 40, kBest, "");
     add(Solver::euler, 300, 40, kTwoCalls, "/two_calls");

@@ -6,6 +6,10 @@
 //                                           denoiser, the same noise draws from the same streams,
 //                                           one fused pass per step into preallocated buffers
 //   BM_NormalDraw/12288                     the 12,288 Gaussian draws of one step alone
+//   BM_SamplerOverhead/<backend>/dpmpp_2m   the multistep rule DPM-Solver++(2M) through the loop's
+//   BM_SamplerOverhead/<backend>/unipc_bh2  SolverHistory (UniPC: with its corrector), and
+//   BM_MinimalLoop/<backend>/dpmpp_2m       DPM-Solver++(2M) by hand: one fused pass per step
+//                                           over x, x̂ and the previous x̂ in preallocated buffers
 //
 // The sampler's loop overhead is BM_SamplerOverhead − BM_MinimalLoop (us_per_step counters);
 // both include the noise draws, which are work the step has to do. The minimal loop's result is
@@ -157,6 +161,92 @@ void run_minimal_bench(benchmark::State& state, T proto, Variant variant) {
   set_counters(state, steps);
 }
 
+// ---- multistep rules: the same 33-step strided grid, the trivial ε-denoiser ----
+enum class Multistep { dpmpp_2m, unipc_bh2 };
+
+template <class T>
+T run_multistep(const T& proto, Multistep rule, Generator& gen) {
+  static auto trivial = trivial_denoiser<T>();
+  const T cond = ops::scale(0.0, proto);
+  SamplerOptions options{.check_finite = false};
+  if (rule == Multistep::dpmpp_2m) {
+    static const DiffusionSchedule<DPMSolverPP> schedule{NoiseSchedule::cosine(), DiffusionGrid::strided()};
+    return Sampler{schedule, NoGuidance{}, SinglePrompt<T>{cond}, Unconstrained{}, options}.sample(trivial, PureNoise<T>{proto}, gen);
+  }
+  static const DiffusionSchedule<UniPC> schedule{NoiseSchedule::cosine(), DiffusionGrid::strided()};
+  return Sampler{schedule, NoGuidance{}, SinglePrompt<T>{cond}, Unconstrained{}, options}.sample(trivial, PureNoise<T>{proto}, gen);
+}
+
+/// DPM-Solver++(2M) by hand (Lu et al. 2022, Alg. 2, diffusers' midpoint form): x̂ = (x − σ ε̂)/α
+/// and x' = (σ'/σ) x + α'(1 − e^{−h}) (x̂ + (x̂ − x̂_prev)/(2 r)) fused into one pass; order 1 on the
+/// first step (33 steps ≥ 15 and a last point with σ > 0: no lowering at the end).
+template <class T>
+T run_minimal_dpmpp(const T& proto, Generator& gen, std::vector<float>& prev) {
+  static auto trivial = trivial_denoiser<T>();
+  static const DiffusionSchedule<DPMSolverPP> schedule{NoiseSchedule::cosine(), DiffusionGrid::strided()};
+  const T cond = ops::scale(0.0, proto);
+  Generator start_gen(gen.next_u64());
+  Generator policy_gen(gen.next_u64());
+  T x = ops::randn_like(proto, start_gen);
+  float* px = data_of(x);
+  const auto n = prev.size();
+  for (std::size_t i = 0; i + 1 < schedule.size(); ++i) {
+    const NoiseLevel s0 = schedule.level(i), t = schedule.level(i + 1);
+    const T e = trivial.fn(x, schedule.time(i), cond);
+    const float* pe = data_of(e);
+    const double h = t.lambda() - s0.lambda(), phi = -std::expm1(-h);
+    const auto a0 = static_cast<float>(1.0 / s0.alpha), a1 = static_cast<float>(-s0.sigma / s0.alpha);
+    const auto cx = static_cast<float>(t.sigma / s0.sigma), cm = static_cast<float>(t.alpha * phi);
+    if (i == 0) {
+      for (std::size_t k = 0; k < n; ++k) {
+        const float m0 = a0 * px[k] + a1 * pe[k];
+        prev[k] = m0;
+        px[k] = cx * px[k] + cm * m0;
+      }
+    } else {
+      const double r0 = (s0.lambda() - schedule.level(i - 1).lambda()) / h;
+      const auto cd = static_cast<float>(0.5 * t.alpha * phi / r0);
+      for (std::size_t k = 0; k < n; ++k) {
+        const float m0 = a0 * px[k] + a1 * pe[k];
+        px[k] = cx * px[k] + cm * m0 + cd * (m0 - prev[k]);
+        prev[k] = m0;
+      }
+    }
+  }
+  return x;
+}
+
+template <class T>
+void run_multistep_bench(benchmark::State& state, T proto, Multistep rule) {
+  Generator gen(0);
+  std::size_t steps = 0;
+  for (auto _ : state) {
+    T x = run_multistep(proto, rule, gen);
+    benchmark::DoNotOptimize(x);
+    steps += 33;
+  }
+  set_counters(state, steps);
+}
+
+template <class T>
+void run_minimal_dpmpp_bench(benchmark::State& state, T proto) {
+  std::vector<float> prev(static_cast<std::size_t>(ops::to_vector(proto).size()));
+  {
+    Generator g1(5), g2(5);
+    const T a = run_multistep(proto, Multistep::dpmpp_2m, g1);
+    const T b = run_minimal_dpmpp(proto, g2, prev);
+    state.counters["max_abs_diff"] = max_abs_diff(a, b);
+  }
+  Generator gen(0);
+  std::size_t steps = 0;
+  for (auto _ : state) {
+    T x = run_minimal_dpmpp(proto, gen, prev);
+    benchmark::DoNotOptimize(x);
+    steps += 33;
+  }
+  set_counters(state, steps);
+}
+
 void normal_draw(benchmark::State& state) {
   std::vector<float> z(12288);
   Generator gen(0);
@@ -177,6 +267,11 @@ BENCHMARK_CAPTURE(xtensor_backend, cfg, Variant::cfg)->Name("BM_SamplerOverhead/
 BENCHMARK_CAPTURE(xtensor_minimal, no_noise, Variant::no_noise)->Name("BM_MinimalLoop/xtensor/no_noise");
 BENCHMARK_CAPTURE(xtensor_minimal, fixed_small, Variant::fixed_small)->Name("BM_MinimalLoop/xtensor/fixed_small");
 BENCHMARK_CAPTURE(xtensor_minimal, cfg, Variant::cfg)->Name("BM_MinimalLoop/xtensor/cfg");
+void xtensor_multistep(benchmark::State& state, Multistep m) { run_multistep_bench(state, xt_proto(), m); }
+void xtensor_minimal_dpmpp(benchmark::State& state) { run_minimal_dpmpp_bench(state, xt_proto()); }
+BENCHMARK_CAPTURE(xtensor_multistep, dpmpp_2m, Multistep::dpmpp_2m)->Name("BM_SamplerOverhead/xtensor/dpmpp_2m");
+BENCHMARK_CAPTURE(xtensor_multistep, unipc_bh2, Multistep::unipc_bh2)->Name("BM_SamplerOverhead/xtensor/unipc_bh2");
+BENCHMARK(xtensor_minimal_dpmpp)->Name("BM_MinimalLoop/xtensor/dpmpp_2m");
 
 #ifdef SCOREFLOW_BENCH_TORCH
 void torch_backend(benchmark::State& state, Variant v) {
@@ -193,6 +288,17 @@ BENCHMARK_CAPTURE(torch_backend, cfg, Variant::cfg)->Name("BM_SamplerOverhead/to
 BENCHMARK_CAPTURE(torch_minimal, no_noise, Variant::no_noise)->Name("BM_MinimalLoop/torch/no_noise");
 BENCHMARK_CAPTURE(torch_minimal, fixed_small, Variant::fixed_small)->Name("BM_MinimalLoop/torch/fixed_small");
 BENCHMARK_CAPTURE(torch_minimal, cfg, Variant::cfg)->Name("BM_MinimalLoop/torch/cfg");
+void torch_multistep(benchmark::State& state, Multistep m) {
+  torch::InferenceMode guard;
+  run_multistep_bench(state, torch::zeros({1, 3, 64, 64}), m);
+}
+void torch_minimal_dpmpp(benchmark::State& state) {
+  torch::InferenceMode guard;
+  run_minimal_dpmpp_bench(state, torch::zeros({1, 3, 64, 64}));
+}
+BENCHMARK_CAPTURE(torch_multistep, dpmpp_2m, Multistep::dpmpp_2m)->Name("BM_SamplerOverhead/torch/dpmpp_2m");
+BENCHMARK_CAPTURE(torch_multistep, unipc_bh2, Multistep::unipc_bh2)->Name("BM_SamplerOverhead/torch/unipc_bh2");
+BENCHMARK(torch_minimal_dpmpp)->Name("BM_MinimalLoop/torch/dpmpp_2m");
 #endif
 }  // namespace
 

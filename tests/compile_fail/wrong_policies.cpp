@@ -99,6 +99,16 @@ int main() {
 #elif defined(SCOREFLOW_CASE_MODEL_WRONG_TIME)
   auto diffusion_model = denoiser([](const Array& x, Timestep, NoCondition) { return x; }, Parameterization::velocity);
   Sampler{schedule}.sample(diffusion_model, PureNoise<Array>{shape}, gen);
+#elif defined(SCOREFLOW_CASE_MIDPOINT_RULE_ON_INTEGER_TIMES)
+  // A rule that evaluates the model between grid points, on a schedule whose model takes integer
+  // timesteps (solver/path.hpp, ContinuousPath).
+  auto diffusion_model = denoiser([](const Array& x, Timestep, NoCondition) { return x; }, Parameterization::sample);
+  Sampler{DiffusionSchedule{NoiseSchedule::linear(), DiffusionGrid::spaced(4), KDPM2{}}}.sample(
+      diffusion_model, PureNoise<Array>{shape}, gen);
+#elif defined(SCOREFLOW_CASE_SINGLESTEP_RULE_ON_INTEGER_TIMES)
+  auto diffusion_model = denoiser([](const Array& x, Timestep, NoCondition) { return x; }, Parameterization::sample);
+  Sampler{DiffusionSchedule{NoiseSchedule::linear(), DiffusionGrid::spaced(4), DPMSolverPP2S{}}}.sample(
+      diffusion_model, PureNoise<Array>{shape}, gen);
 #else
   // The control: the good versions of every policy compile and run.
   const Array x = Sampler{schedule, NoGuidance{}, SinglePrompt{}, Unconstrained{}}.sample(model, PureNoise<Array>{shape}, gen);

@@ -80,3 +80,57 @@ TEST_CASE_TEMPLATE("process formulas with one coefficient per batch row equal th
   CHECK_THROWS_WITH_AS(diffusion::forward(x, std::vector<double>{0.5, 0.5}, e),
                        doctest::Contains("2 and 2 coefficients for a batch of 3"), shape_error);
 }
+
+TEST_CASE_TEMPLATE("one formulation: every schedule's data_estimate recovers the data from each prediction kind", T,
+                   SCOREFLOW_BACKENDS) {
+  // x = α·data + σ·ε at a grid point; a model that answers the exact ε, data or velocity of its
+  // family must give the data back through the schedule's data_estimate (the solvers' only view).
+  const double tol = sftest::tolerance<T>() * 10;
+  const T data = make<T>({0.5, -0.25, 1.0, 0.0}, {1, 1, 2, 2});
+  const T eps = make<T>({1.0, 2.0, -1.0, 0.3}, {1, 1, 2, 2});
+  const auto check = [&](const auto& schedule, std::size_t i, const T& velocity) {
+    const NoiseLevel l = schedule.level(i);
+    const T x = schedule.forward(data, i, eps);
+    CHECK(sftest::max_abs_diff(x, ops::axpby(l.alpha, data, l.sigma, eps)) < tol);
+    CHECK(sftest::max_abs_diff(schedule.data_estimate(Prediction<T>{data, Parameterization::sample}, x, l), data) < tol);
+    CHECK(sftest::max_abs_diff(schedule.data_estimate(Prediction<T>{eps, Parameterization::noise}, x, l), data) < tol);
+    CHECK(sftest::max_abs_diff(schedule.data_estimate(Prediction<T>{velocity, Parameterization::velocity}, x, l), data) <
+          tol);
+    // ε̂ implied by the data estimate (what DEIS and iPNDM step with).
+    CHECK(sftest::max_abs_diff(detail::noise_estimate(x, data, l), eps) < tol);
+  };
+  SUBCASE("VP diffusion: α = √ᾱ, σ = √(1 − ᾱ), v = α ε − σ x₀") {
+    const DiffusionSchedule schedule{NoiseSchedule::linear(), DiffusionGrid::spaced(10), DDIMStep{}};
+    for (std::size_t i : {0u, 4u, 9u}) {
+      const double a = schedule.alpha_bar(i);
+      CHECK(schedule.level(i).alpha == doctest::Approx(std::sqrt(a)).epsilon(1e-15));
+      CHECK(schedule.level(i).sigma == doctest::Approx(std::sqrt(1 - a)).epsilon(1e-15));
+      check(schedule, i, diffusion::velocity_from(eps, data, a));
+    }
+    CHECK(schedule.level(10).is_clean());  // grid end −1: ᾱ = 1, λ = +∞
+    CHECK(std::isinf(schedule.level(10).lambda()));
+  }
+  SUBCASE("the seed's flow: α = t, σ = 1 − t, x̂₁ = x + (1 − t) u with u = x₁ − x₀") {
+    const FlowSchedule schedule{FlowGrid::uniform(8), Euler{}};
+    for (std::size_t i : {1u, 4u, 7u}) {
+      CHECK(schedule.level(i).alpha == schedule.time(i).value);
+      CHECK(schedule.level(i).sigma == 1.0 - schedule.time(i).value);
+      check(schedule, i, ops::sub(data, eps));
+      // λ and back: the level at λ(t) is t again (ContinuousPath).
+      const double t = schedule.time(i).value;
+      CHECK(schedule.time_at(schedule.level_at_lambda(schedule.level(i).lambda())).value == doctest::Approx(t).epsilon(1e-14));
+    }
+    CHECK(schedule.level(0).is_pure_noise());
+  }
+  SUBCASE("VE σ: α = 1, x = x₀ + σ ε; a velocity is refused by name") {
+    const SigmaSchedule schedule{SigmaGrid({80.0, 2.0, 0.5, 0.0}), KEuler{}};
+    for (std::size_t i : {0u, 1u, 2u}) {
+      const NoiseLevel l = schedule.level(i);
+      const T x = schedule.forward(data, i, eps);
+      CHECK(sftest::max_abs_diff(schedule.data_estimate(Prediction<T>{eps, Parameterization::noise}, x, l), data) < tol * 80);
+      CHECK(sftest::max_abs_diff(schedule.data_estimate(Prediction<T>{data, Parameterization::sample}, x, l), data) < tol);
+      CHECK_THROWS_WITH_AS(schedule.data_estimate(Prediction<T>{eps, Parameterization::velocity}, x, l),
+                           doctest::Contains("velocity has no convention"), invalid_option);
+    }
+  }
+}
