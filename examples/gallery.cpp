@@ -45,7 +45,8 @@ void add_options(CLI::App& app, GalleryOptions& o) {
                  "(default: the mode's own list)");
   app.add_option("--sweep-solvers", o.sweep_solvers,
                  "solvers of the quality-against-calls sweep on both models, by name (sample --list), e.g. "
-                 "dpmpp_2m,unipc_bh2; 'none' to skip it (default: the mode's own list)");
+                 "dpmpp_2m,unipc_bh2; 'all': every solver of each model's family; 'none' to skip it (default: the mode's "
+                 "own list)");
   app.add_option("--sweep-calls", o.sweep_calls, "model-call budgets of that sweep, e.g. 4,6,8,10");
   app.add_option("--sweep-per-class", o.sweep_per_class, "samples per digit for each sweep point (default: as the evaluation)")
       ->check(CLI::Range(1, 1000));
@@ -68,7 +69,12 @@ examples::PartBConfig tiny_part_b() {
 /// --sweep-solvers / --sweep-calls over a mode's plan; the solvers must suit the model family.
 examples::SweepPlan sweep_plan(const GalleryOptions& o, examples::SweepPlan plan, examples::Families family) {
   if (o.sweep_solvers == "none") return {};
-  if (!o.sweep_solvers.empty()) {
+  if (o.sweep_solvers == "all") {
+    plan.solvers.clear();
+    for (const auto& s : examples::solver_table())
+      if ((s.families & family) && std::string(s.name) != "ddpm") plan.solvers.push_back(s.name);
+    if (plan.budgets.empty()) plan.budgets = {4, 6, 8, 10};
+  } else if (!o.sweep_solvers.empty()) {
     plan.solvers.clear();
     for (const auto& n : examples::parse_names(o.sweep_solvers))
       if (examples::solver_info(n).families & family) plan.solvers.push_back(n);

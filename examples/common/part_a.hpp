@@ -554,11 +554,13 @@ inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DD
                                          [&](auto schedule) { return guided_samples(m, schedule, labels, &run.calls); });
     return run;
   };
-  auto points = run_sweep("ddpm", cfg.call_sweep, sample, ctx, labels, report);
+  auto points = run_sweep("ddpm", cfg.call_sweep, sample, ctx, labels, xr, report);
   points.push_back(SweepPoint{"ddpm", 33, seed_calls, qs, 0});
   plot_sweep("class-conditioned DDPM", points, "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps (converged ODE)",
-             qr, std::string(text_a::sweep_fd.image), std::string(text_a::sweep_cas.image), report);
+             qr, std::string(text_a::sweep_fd.image), std::string(text_a::sweep_cas.image),
+             std::string(text_a::sweep_rmse.image), report);
   const auto* best = cheapest_within(points, qr.fd, 0.05);
+  const auto* close = cheapest_close(points, 0.02);
   const Blanks blanks{{"reference", "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps"},
                       {"samples", std::to_string(labels.size(0))}};
   report.add(figure_of(m, text_a::sweep_fd, blanks,
@@ -569,8 +571,17 @@ inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DD
                          best ? std::string(solver_info(best->solver).display) + ", " + std::to_string(best->calls) +
                                     " calls (FD " + fmt(best->q.fd) + ")"
                               : std::string("none in this sweep")},
+                        {"fewest calls within RMS 0.02 of the reference's samples",
+                         close ? std::string(solver_info(close->solver).display) + ", " + std::to_string(close->calls) +
+                                     " calls (RMSE " + fmt(close->rmse_to_reference, 3) + ")"
+                               : std::string("none in this sweep")},
+                     {"fewest calls within RMS 0.02 of the reference's samples",
+                      close ? std::string(solver_info(close->solver).display) + ", " + std::to_string(close->calls) +
+                                  " calls (RMSE " + fmt(close->rmse_to_reference, 3) + ")"
+                            : std::string("none in this sweep")},
                         {"points", sweep_table(points, qr.fd)}}));
   report.add(figure_of(m, text_a::sweep_cas, blanks));
+  report.add(figure_of(m, text_a::sweep_rmse, blanks));
 }
 
 /// Every Part A deliverable in seed order (part_a.cpp's and the gallery's entry point): one

@@ -143,6 +143,11 @@ inline constexpr FigureText sweep_fd{
     "per solver on diffusers' 'linspace' grid, the same initial noise for every point; the flat line is the converged "
     "ODE (${reference}); the point 'ddpm' is the seed's stochastic strided loop. ${model}. Each point's samples: "
     "samples/sweep-ddpm-<solver>-<calls>-*-ubyte."};
+inline constexpr FigureText sweep_rmse{
+    "A 2", "Distance to the converged solution against model calls", "a2_sweep_rmse.png",
+    "RMS pixel distance ([0, 1] units) of each run's samples to the reference's samples from the same initial noise "
+    "(${reference}): how far each solver's solution of the ODE is from the converged one. FD and CAS above cannot show "
+    "this: with our lenient evaluator a blurry but plausible set scores as well as the reference."};
 inline constexpr FigureText sweep_cas{
     "A 2", "CAS against model calls: every solver", "a2_sweep_cas.png",
     "The same runs as above scored by CAS; flat line: ${reference}."};

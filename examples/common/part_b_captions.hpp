@@ -95,6 +95,11 @@ inline constexpr FigureText sweep_fd{
     "Fréchet distance of ${samples} class-conditioned samples (40 per digit, CFG γ = ${gamma}) against model calls per "
     "sample, one line per solver, the same initial noise for every point; the flat line is the seed's sampler (${reference}). "
     "Each point's samples: samples/sweep-flow-<solver>-<calls>-*-ubyte."};
+inline constexpr FigureText sweep_rmse{
+    "B 2.7", "Distance to the converged solution against model calls", "b27_sweep_rmse.png",
+    "RMS pixel distance ([0, 1] units) of each run's samples to the reference's samples from the same initial noise "
+    "(${reference}): how far each solver's solution of the ODE is from the converged one. FD and CAS above cannot show "
+    "this: with our lenient evaluator a blurry but plausible set scores as well as the reference."};
 inline constexpr FigureText sweep_cas{
     "B 2.7", "CAS against model calls: every solver", "b27_sweep_cas.png",
     "The same runs as above scored by CAS (the evaluator's accuracy on the intended digit); flat line: ${reference}."};

@@ -5,6 +5,7 @@
 // samples/sweep-<model>-<solver>-<calls>-{images-idx3,labels-idx1}-ubyte and the curves drawn as
 // two PNGs (Fréchet distance and CAS against model calls, one line per solver).
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -33,6 +34,10 @@ struct SweepPoint {
   std::size_t calls = 0;  ///< model calls per sample the run made (a batched CFG call counts once)
   Quality q;
   double seconds = 0;
+  /// RMS pixel distance ([0, 1] units) to the reference run's samples from the same noise: how far
+  /// the solver's ODE solution is from the converged one, which FD and CAS cannot show (a blurry
+  /// but plausible set can score as well as the reference).
+  double rmse_to_reference = NAN;
 };
 
 /// The images of one run and the model calls it made.
@@ -80,7 +85,8 @@ inline std::vector<int> parse_names_as_ints(const std::string& text, const std::
 /// Runs the plan; points whose budget the solver cannot meet (fewer calls than one step, or an
 /// adaptive solver) are skipped, except dopri5, which runs once at its default tolerance.
 inline std::vector<SweepPoint> run_sweep(const std::string& model, const SweepPlan& plan, const SampleBy& sample,
-                                         Context& ctx, const torch::Tensor& labels, Report& report) {
+                                         Context& ctx, const torch::Tensor& labels, const torch::Tensor& reference,
+                                         Report& report) {
   std::vector<SweepPoint> points;
   for (const auto& name : plan.solvers) {
     const auto& info = solver_info(name);
@@ -89,15 +95,17 @@ inline std::vector<SweepPoint> run_sweep(const std::string& model, const SweepPl
       steps_list = {1};
     } else {
       for (int budget : plan.budgets)
-        if (budget >= info.calls_per_step) steps_list.push_back(budget / info.calls_per_step);
+        if (budget >= info.calls_per_step && (steps_list.empty() || steps_list.back() != budget / info.calls_per_step))
+          steps_list.push_back(budget / info.calls_per_step);
     }
     for (int steps : steps_list) {
       Progress p("sweep " + model + ": " + name + ", " + std::to_string(steps) + " steps");
       const auto run = sample(SolverChoice{name}, steps);
-      SweepPoint pt{name, steps, run.calls, quality(ctx, run.images, labels), p.finish()};
+      SweepPoint pt{name, steps, run.calls, quality(ctx, run.images, labels), p.finish(),
+                    (run.images - reference).pow(2).mean().sqrt().item<double>()};
       export_idx(report, "sweep-" + model + "-" + name + "-" + std::to_string(pt.calls), run.images, labels);
-      std::fprintf(stderr, "[scoreflow] sweep %s %s %zu calls: FD %.2f, CAS %.1f%%\n", model.c_str(), name.c_str(), pt.calls,
-                   pt.q.fd, 100 * pt.q.cas);
+      std::fprintf(stderr, "[scoreflow] sweep %s %s %zu calls: FD %.2f, CAS %.1f%%, RMSE to the reference %.4f\n",
+                   model.c_str(), name.c_str(), pt.calls, pt.q.fd, 100 * pt.q.cas, pt.rmse_to_reference);
       points.push_back(std::move(pt));
     }
   }
@@ -106,8 +114,9 @@ inline std::vector<SweepPoint> run_sweep(const std::string& model, const SweepPl
 
 /// The two plots (FD and CAS against model calls), the reference drawn as a flat line.
 inline void plot_sweep(const std::string& model, const std::vector<SweepPoint>& points, const std::string& reference,
-                       const Quality& ref, const std::string& fd_png, const std::string& cas_png, Report& report) {
-  std::map<std::string, scoreflow::PlotSeries> fd, cas;
+                       const Quality& ref, const std::string& fd_png, const std::string& cas_png,
+                       const std::string& rmse_png, Report& report) {
+  std::map<std::string, scoreflow::PlotSeries> fd, cas, rmse;
   double max_calls = 1;
   for (const auto& pt : points) {
     auto& f = fd[pt.solver];
@@ -115,6 +124,11 @@ inline void plot_sweep(const std::string& model, const std::vector<SweepPoint>& 
     f.name = c.name = solver_info(pt.solver).display;
     f.x.push_back(static_cast<double>(pt.calls)), f.y.push_back(pt.q.fd);
     c.x.push_back(static_cast<double>(pt.calls)), c.y.push_back(100 * pt.q.cas);
+    if (pt.rmse_to_reference > 0) {
+      auto& r = rmse[pt.solver];
+      r.name = f.name;
+      r.x.push_back(static_cast<double>(pt.calls)), r.y.push_back(pt.rmse_to_reference);
+    }
     max_calls = std::max(max_calls, static_cast<double>(pt.calls));
   }
   std::vector<scoreflow::PlotSeries> fd_series{{reference, {1, max_calls}, {ref.fd, ref.fd}}},
@@ -132,6 +146,22 @@ inline void plot_sweep(const std::string& model, const std::vector<SweepPoint>& 
   o.ylabel = "CAS (%)";
   o.log_y = false;
   scoreflow::plot_series(report.path(cas_png), cas_series, o, true);
+  std::vector<scoreflow::PlotSeries> rmse_series;
+  for (auto& [k, s] : rmse) rmse_series.push_back(std::move(s));
+  if (rmse_series.empty()) return;
+  o.title = model + ": RMS distance to the reference's samples (same noise)";
+  o.ylabel = "RMS pixel distance to " + reference;
+  o.log_y = true;
+  scoreflow::plot_series(report.path(rmse_png), rmse_series, o, true);
+}
+
+/// The cheapest point whose samples lie within `max_rmse` (RMS, [0, 1] pixel units) of the
+/// reference's samples from the same noise.
+inline const SweepPoint* cheapest_close(const std::vector<SweepPoint>& points, double max_rmse) {
+  const SweepPoint* best = nullptr;
+  for (const auto& pt : points)
+    if (pt.rmse_to_reference <= max_rmse && (!best || pt.calls < best->calls)) best = &pt;
+  return best;
 }
 
 /// The cheapest point within `tolerance` (relative) of the reference FD, if any.
@@ -147,7 +177,7 @@ inline std::string sweep_table(const std::vector<SweepPoint>& points, double ref
   std::string s;
   for (const auto& pt : points)
     s += std::string(solver_info(pt.solver).display) + " " + std::to_string(pt.calls) + ": FD " + fmt(pt.q.fd) + " (" +
-         fmt(pt.q.fd / ref_fd, 3) + "×), CAS " + fmt(100 * pt.q.cas, 3) + "%; ";
+         fmt(pt.q.fd / ref_fd, 3) + "×), CAS " + fmt(100 * pt.q.cas, 3) + "%, RMSE " + fmt(pt.rmse_to_reference, 3) + "; ";
   return s;
 }
 
