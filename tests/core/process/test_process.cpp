@@ -97,7 +97,7 @@ TEST_CASE_TEMPLATE("one formulation: every schedule's data_estimate recovers the
     CHECK(sftest::max_abs_diff(schedule.data_estimate(Prediction<T>{velocity, Parameterization::velocity}, x, l), data) <
           tol);
     // ε̂ implied by the data estimate (what DEIS and iPNDM step with).
-    CHECK(sftest::max_abs_diff(detail::noise_estimate(x, data, l), eps) < tol);
+    CHECK(sftest::max_abs_diff(scoreflow::detail::noise_estimate(x, data, l), eps) < tol);
   };
   SUBCASE("VP diffusion: α = √ᾱ, σ = √(1 − ᾱ), v = α ε − σ x₀") {
     const DiffusionSchedule schedule{NoiseSchedule::linear(), DiffusionGrid::spaced(10), DDIMStep{}};

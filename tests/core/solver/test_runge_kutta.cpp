@@ -132,8 +132,8 @@ TEST_CASE(
     const double h = 1.0 / n;
     const T x = row(x0);
     calls = 0;
-    const T k1 = detail::velocity(predict, x, t0);
-    const auto step = detail::dormand_prince_step(x, t0, h, k1, predict);
+    const T k1 = scoreflow::detail::velocity(predict, x, t0);
+    const auto step = scoreflow::detail::dormand_prince_step(x, t0, h, k1, predict);
     CHECK(calls == 1 + 6);
     const auto fifth = ops::to_vector(step.x), estimate = ops::to_vector(step.error);
     double e5 = 0, e4 = 0, ratio_dev = 0;
