@@ -269,6 +269,19 @@ inline double gaussian_ode_map(double x, scoreflow::NoiseLevel from, scoreflow::
 }
 }  // namespace exact
 
+/// A measured convergence order: the least-squares slope of −log(error) against log(steps).
+inline double fitted_order(const std::vector<int>& steps, const std::vector<double>& errors) {
+  double mx = 0, my = 0;
+  const double n = static_cast<double>(steps.size());
+  for (std::size_t k = 0; k < steps.size(); ++k) mx += std::log(steps[k]) / n, my += std::log(errors[k]) / n;
+  double sxy = 0, sxx = 0;
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    sxy += (std::log(steps[k]) - mx) * (std::log(errors[k]) - my);
+    sxx += (std::log(steps[k]) - mx) * (std::log(steps[k]) - mx);
+  }
+  return -sxy / sxx;
+}
+
 /// Data N(μ, s² I) answered as the exact data estimate E[data | x] = μ + α s²/(α² s² + σ²)(x − α μ)
 /// (Parameterization::sample) at the level each family's time denotes: Timestep through `table`,
 /// FlowTime t as (t, 1 − t), Sigma σ as (1, σ). One oracle for every SolverPath.

@@ -559,27 +559,12 @@ inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DD
   plot_sweep("class-conditioned DDPM", points, "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps (converged ODE)",
              qr, std::string(text_a::sweep_fd.image), std::string(text_a::sweep_cas.image),
              std::string(text_a::sweep_rmse.image), report);
-  const auto* best = cheapest_within(points, qr.fd, 0.05);
-  const auto* close = cheapest_close(points, 0.02);
   const Blanks blanks{{"reference", "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps"},
                       {"samples", std::to_string(labels.size(0))}};
   report.add(figure_of(m, text_a::sweep_fd, blanks,
-                       {{"reference FD / CAS", fmt(qr.fd) + " / " + fmt(100 * qr.cas, 3) + "%"},
-                        {"the seed's loop (strided DDPM, " + std::to_string(seed_calls) + " calls) FD / CAS",
-                         fmt(qs.fd) + " / " + fmt(100 * qs.cas, 3) + "%"},
-                        {"fewest calls within 5% of the reference FD",
-                         best ? std::string(solver_info(best->solver).display) + ", " + std::to_string(best->calls) +
-                                    " calls (FD " + fmt(best->q.fd) + ")"
-                              : std::string("none in this sweep")},
-                        {"fewest calls within RMS 0.02 of the reference's samples",
-                         close ? std::string(solver_info(close->solver).display) + ", " + std::to_string(close->calls) +
-                                     " calls (RMSE " + fmt(close->rmse_to_reference, 3) + ")"
-                               : std::string("none in this sweep")},
-                     {"fewest calls within RMS 0.02 of the reference's samples",
-                      close ? std::string(solver_info(close->solver).display) + ", " + std::to_string(close->calls) +
-                                  " calls (RMSE " + fmt(close->rmse_to_reference, 3) + ")"
-                            : std::string("none in this sweep")},
-                        {"points", sweep_table(points, qr.fd)}}));
+                       sweep_numbers(points, qr,
+                                     {{"the seed's loop (strided DDPM, " + std::to_string(seed_calls) + " calls) FD / CAS",
+                                       fmt(qs.fd) + " / " + fmt(100 * qs.cas, 3) + "%"}})));
   report.add(figure_of(m, text_a::sweep_cas, blanks));
   report.add(figure_of(m, text_a::sweep_rmse, blanks));
 }

@@ -397,21 +397,9 @@ inline void part_b_solver_sweep(const PartBConfig& cfg, Context& ctx, const sm::
   plot_sweep("class-conditioned flow", points, fmt(ref.steps) + " Euler steps (the seed)", qr, std::string(text_b::sweep_fd.image),
              std::string(text_b::sweep_cas.image),
              std::string(text_b::sweep_rmse.image), report);
-  const auto* best = cheapest_within(points, qr.fd, 0.05);
-  const auto* close = cheapest_close(points, 0.02);
   const Blanks blanks{{"reference", std::to_string(ref.steps) + " Euler steps"}, {"gamma", fmt(cfg.sampling.gamma)},
                       {"samples", std::to_string(labels.size(0))}};
-  report.add(figure(text_b::sweep_fd, blanks,
-                    {{"reference FD / CAS", fmt(qr.fd) + " / " + fmt(100 * qr.cas, 3) + "%"},
-                     {"fewest calls within 5% of the reference FD",
-                      best ? std::string(solver_info(best->solver).display) + ", " + std::to_string(best->calls) + " calls (FD " +
-                                 fmt(best->q.fd) + ")"
-                           : std::string("none in this sweep")},
-                     {"fewest calls within RMS 0.02 of the reference's samples",
-                      close ? std::string(solver_info(close->solver).display) + ", " + std::to_string(close->calls) +
-                                  " calls (RMSE " + fmt(close->rmse_to_reference, 3) + ")"
-                            : std::string("none in this sweep")},
-                     {"points", sweep_table(points, qr.fd)}}));
+  report.add(figure(text_b::sweep_fd, blanks, sweep_numbers(points, qr)));
   report.add(figure(text_b::sweep_cas, blanks));
   report.add(figure(text_b::sweep_rmse, blanks));
 }

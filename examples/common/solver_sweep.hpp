@@ -172,6 +172,27 @@ inline const SweepPoint* cheapest_within(const std::vector<SweepPoint>& points, 
   return best;
 }
 
+inline std::string sweep_table(const std::vector<SweepPoint>& points, double ref_fd);
+
+/// The numbers beside a sweep's FD figure: the reference, `extra` (e.g. the seed's own loop), the
+/// cheapest point within 5% of the reference FD, the cheapest within RMS 0.02 of its samples, and
+/// every point.
+inline Numbers sweep_numbers(const std::vector<SweepPoint>& points, const Quality& ref, Numbers extra = {}) {
+  const auto describe = [](const SweepPoint* p, const std::string& what) {
+    return p ? std::string(solver_info(p->solver).display) + ", " + std::to_string(p->calls) + " calls (" + what + ")"
+             : std::string("none in this sweep");
+  };
+  const auto* by_fd = cheapest_within(points, ref.fd, 0.05);
+  const auto* by_distance = cheapest_close(points, 0.02);
+  Numbers n{{"reference FD / CAS", fmt(ref.fd) + " / " + fmt(100 * ref.cas, 3) + "%"}};
+  n.insert(n.end(), extra.begin(), extra.end());
+  n.emplace_back("fewest calls within 5% of the reference FD", describe(by_fd, by_fd ? "FD " + fmt(by_fd->q.fd) : ""));
+  n.emplace_back("fewest calls within RMS 0.02 of the reference's samples",
+                 describe(by_distance, by_distance ? "RMSE " + fmt(by_distance->rmse_to_reference, 3) : ""));
+  n.emplace_back("points", sweep_table(points, ref.fd));
+  return n;
+}
+
 /// "solver calls: FD (ratio to the reference), CAS; …" for the caption's numbers.
 inline std::string sweep_table(const std::vector<SweepPoint>& points, double ref_fd) {
   std::string s;

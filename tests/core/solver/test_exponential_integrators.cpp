@@ -137,16 +137,10 @@ double final_error(Family family, const Rule& rule, int n, Spacing spacing) {
   }
 }
 
-/// Least-squares slope of −log e against log N over the last three step counts.
+/// The measured order over the last three step counts (sftest::fitted_order).
 double fitted_order(const std::vector<double>& errors) {
-  const std::size_t first = errors.size() - 3;
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t k = first; k < errors.size(); ++k) {
-    const double x = std::log(static_cast<double>(kSteps[k])), y = -std::log(errors[k]);
-    sx += x, sy += y, sxx += x * x, sxy += x * y;
-  }
-  const double n = 3.0;
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+  const std::vector<int> steps(kSteps.end() - 3, kSteps.end());
+  return sftest::fitted_order(steps, std::vector<double>(errors.end() - 3, errors.end()));
 }
 
 template <class Rule>

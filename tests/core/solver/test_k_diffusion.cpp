@@ -133,19 +133,6 @@ double agree_with_kdiffusion(const std::string& name, const Rule& rule, const do
   return std::max(dev_x, dev_data);
 }
 
-/// Least-squares slope of −log(error) against log(steps).
-double fitted_order(const std::vector<int>& steps, const std::vector<double>& errors) {
-  double mx = 0, my = 0;
-  const double n = static_cast<double>(steps.size());
-  for (std::size_t k = 0; k < steps.size(); ++k) mx += std::log(steps[k]) / n, my += std::log(errors[k]) / n;
-  double sxy = 0, sxx = 0;
-  for (std::size_t k = 0; k < steps.size(); ++k) {
-    sxy += (std::log(steps[k]) - mx) * (std::log(errors[k]) - my);
-    sxx += (std::log(steps[k]) - mx) * (std::log(steps[k]) - mx);
-  }
-  return -sxy / sxx;
-}
-
 const std::vector<double> kZ6 = {0.8, -1.3, 0.25, 1.9, -0.45, 0.05};
 
 /// Max error at σ_end of `rule` on `sigmas` against the exact ODE map, from x₀ on the exact
@@ -185,7 +172,7 @@ double measured_order(const std::string& name, const Rule& rule, const std::vect
     errors.push_back(ode_error(rule, karras(n, sigma_min, sigma_max), exact_history));
     line += " N=" + std::to_string(n) + ": " + fmt(errors.back());
   }
-  const double p = fitted_order(steps, errors);
+  const double p = sftest::fitted_order(steps, errors);
   MESSAGE(name, " on Karras ρ = 7, σ ", sigma_max, " → ", sigma_min, ":", line, " → order ", p);
   return p;
 }

@@ -68,19 +68,6 @@ FlowGrid uniform_on(double t0, double t1, int steps) {
   return FlowGrid(std::move(t));
 }
 
-/// Least-squares slope of −log(error) against log(steps).
-double fitted_order(const std::vector<int>& steps, const std::vector<double>& errors) {
-  double mx = 0, my = 0;
-  const double n = static_cast<double>(steps.size());
-  for (std::size_t k = 0; k < steps.size(); ++k) mx += std::log(steps[k]) / n, my += std::log(errors[k]) / n;
-  double sxy = 0, sxx = 0;
-  for (std::size_t k = 0; k < steps.size(); ++k) {
-    sxy += (std::log(steps[k]) - mx) * (std::log(errors[k]) - my);
-    sxx += (std::log(steps[k]) - mx) * (std::log(steps[k]) - mx);
-  }
-  return -sxy / sxx;
-}
-
 double rk4_order(const std::string& what, double t0, double t1, const std::vector<int>& steps, bool velocity_model) {
   std::vector<double> errors;
   std::string line;
@@ -90,7 +77,7 @@ double rk4_order(const std::string& what, double t0, double t1, const std::vecto
     errors.push_back(r.error);
     line += " N=" + std::to_string(n) + ": " + fmt(r.error);
   }
-  const double p = fitted_order(steps, errors);
+  const double p = sftest::fitted_order(steps, errors);
   MESSAGE("RK4, ", what, ":", line, " → order ", p);
   return p;
 }
@@ -148,7 +135,7 @@ TEST_CASE(
     line += " h=1/" + std::to_string(n) + ": " + fmt(e5) + ", " + fmt(e4) + " (estimate off by " + fmt(ratio_dev) + ")";
     if (n == inverse_h.back()) CHECK(ratio_dev < 0.05);
   }
-  const double p5 = fitted_order(inverse_h, err5), p4 = fitted_order(inverse_h, err4);
+  const double p5 = sftest::fitted_order(inverse_h, err5), p4 = sftest::fitted_order(inverse_h, err4);
   MESSAGE("Dormand-Prince local errors (5th, embedded 4th):", line, " → orders ", p5, ", ", p4);
   // The embedded solution's local error scales as h⁵ (measured 5.03; ±0.3 for the next terms).
   // The fifth-order solution's falls faster than h⁶ over this range (slopes 8.2, 7.6, 6.8 between
