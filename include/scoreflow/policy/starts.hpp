@@ -42,7 +42,8 @@ struct SDEdit {
 
 /// A given noisy image at grid index `index`: the seed's iterative_denoise(im_noisy, i_start) (§1.4).
 /// With the `history` a step callback saw (StepInfo::history), a multistep run cancelled after
-/// any step continues exactly as if it had not stopped.
+/// any step continues exactly as if it had not stopped (a stochastic rule also needs the same
+/// noise: RecordedNoise, keyed by grid index, gives it).
 template <Tensor T>
 struct FromState {
   using tensor_type = T;
