@@ -81,7 +81,7 @@ examples::SweepPlan sweep_plan(const GalleryOptions& o, examples::SweepPlan plan
   }
   if (!o.sweep_calls.empty()) {
     plan.budgets.clear();
-    for (const auto& c : examples::parse_names_as_ints(o.sweep_calls, "sweep-calls")) plan.budgets.push_back(c);
+    for (const auto& c : examples::parse_integers(o.sweep_calls, "sweep-calls")) plan.budgets.push_back(c);
   }
   return plan;
 }

@@ -121,16 +121,10 @@ T make_labels(const Options& o) {
   } else {
     std::stringstream ss(o.classes);
     for (std::string item; std::getline(ss, item, ',');) {
-      std::size_t used = 0;
-      long long v = -1;
-      try {
-        v = std::stoll(item, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != item.size() || v < 0 || v >= o.num_classes)
+      const auto v = examples::whole_int(item);
+      if (!v || *v < 0 || *v >= o.num_classes)
         throw sf::invalid_option("classes: '" + item + "' is not a class index in [0, " + std::to_string(o.num_classes) + ")");
-      cls.push_back(v);
+      cls.push_back(*v);
     }
   }
   return torch::tensor(cls, torch::kLong).repeat_interleave(o.per_class);

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "common/solvers.hpp"
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch.hpp"
@@ -34,25 +35,15 @@ inline constexpr std::int64_t forward_chunk = 8;
 /// "euler:300,heun:10,midpoint:15" → {(euler, 300), (heun, 10), (midpoint, 15)}.
 inline std::vector<std::pair<SolverChoice, int>> parse_solver_list(const std::string& text) {
   std::vector<std::pair<SolverChoice, int>> out;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto end = std::min(text.find(',', start), text.size());
-    const auto item = text.substr(start, end - start);
+  for (const auto& item : split_list(text)) {
     const auto colon = item.find(':');
     if (colon == std::string::npos)
       throw scoreflow::invalid_option("solver list item '" + item + "': expected <solver>:<steps>, e.g. heun:10");
-    int steps = 0;
-    try {
-      std::size_t used = 0;
-      steps = std::stoi(item.substr(colon + 1), &used);
-      if (used != item.size() - colon - 1) throw std::invalid_argument("trailing characters");
-    } catch (const std::exception&) {
-      throw scoreflow::invalid_option("solver list item '" + item + "': steps must be an integer");
-    }
-    if (steps < 1 || steps > 100000)
+    const auto steps = whole_int(item.substr(colon + 1));
+    if (!steps) throw scoreflow::invalid_option("solver list item '" + item + "': steps must be an integer");
+    if (*steps < 1 || *steps > 100000)
       throw scoreflow::invalid_option("solver list item '" + item + "': steps must lie in [1, 100000]");
-    out.emplace_back(parse_solver(item.substr(0, colon)), steps);
-    start = end + 1;
+    out.emplace_back(parse_solver(item.substr(0, colon)), *steps);
   }
   return out;
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/captions.hpp"
+#include "common/cli.hpp"
 #include "common/context.hpp"
 #include "common/report.hpp"
 #include "common/solvers.hpp"
@@ -49,35 +50,19 @@ using SampleBy = std::function<SampledRun(const SolverChoice&, int steps)>;
 
 /// "euler,heun,dpmpp_2m" → names (each checked against the table).
 inline std::vector<std::string> parse_names(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto end = std::min(text.find(',', start), text.size());
-    out.push_back(text.substr(start, end - start));
-    solver_info(out.back());
-    start = end + 1;
-  }
+  const auto out = split_list(text);
+  for (const auto& name : out) solver_info(name);
   return out;
 }
 
 /// "4,6,8,10" → {4, 6, 8, 10}, each in [1, 10000].
-inline std::vector<int> parse_names_as_ints(const std::string& text, const std::string& option) {
+inline std::vector<int> parse_integers(const std::string& text, const std::string& option) {
   std::vector<int> out;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto end = std::min(text.find(',', start), text.size());
-    const auto item = text.substr(start, end - start);
-    std::size_t used = 0;
-    int v = 0;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || v < 1 || v > 10000)
+  for (const auto& item : split_list(text)) {
+    const auto v = whole_int(item);
+    if (!v || *v < 1 || *v > 10000)
       throw scoreflow::invalid_option(option + ": '" + item + "' is not an integer in [1, 10000]");
-    out.push_back(v);
-    start = end + 1;
+    out.push_back(*v);
   }
   return out;
 }
