@@ -39,6 +39,8 @@ struct UNetOptions {
   std::int64_t num_classes = 10;  ///< length of the class vector (class-conditioned UNet only): the
                                   ///< seed's 10 MNIST digits (Part B §2.4); the adapters and the
                                   ///< examples read it from here (models::num_classes)
+  Normalization norm{};           ///< the seed's BatchNorm, or Normalization::group(g) (unet_blocks.hpp);
+                                  ///< g must divide hidden
 };
 
 namespace detail {
@@ -50,6 +52,9 @@ inline UNetOptions checked(const char* model, UNetOptions o) {
   positive("hidden", o.hidden);
   positive("image_size", o.image_size);
   positive("num_classes", o.num_classes);
+  if (o.norm.is_group() && (o.norm.groups <= 0 || o.hidden % o.norm.groups != 0))
+    throw invalid_option(scoreflow::detail::concat(model, ": GroupNorm groups = ", o.norm.groups,
+                                                   ": must be positive and divide hidden = ", o.hidden));
   if (o.image_size % 4 != 0)
     throw invalid_option(scoreflow::detail::concat(model, ": image_size = ", o.image_size,
                                                    ": must be divisible by 4 (two 2× downsamplings)"));
@@ -99,14 +104,15 @@ class UNetBackboneImpl : public torch::nn::Module {
  public:
   explicit UNetBackboneImpl(UNetOptions options) : options_(detail::checked("UNet", options)) {
     const auto c = options_.in_channels, d = options_.hidden, k = options_.image_size / 4;
-    in_block = register_module("in_block", ConvBlock(c, d));
-    down1 = register_module("down1", DownBlock(d, d));
-    down2 = register_module("down2", DownBlock(d, 2 * d));
+    const auto& n = options_.norm;
+    in_block = register_module("in_block", ConvBlock(BlockOptions{c, d, n}));
+    down1 = register_module("down1", DownBlock(BlockOptions{d, d, n}));
+    down2 = register_module("down2", DownBlock(BlockOptions{d, 2 * d, n}));
     flatten = register_module("flatten", Flatten(k));
-    unflatten = register_module("unflatten", Unflatten(2 * d, k));
-    up1 = register_module("up1", UpBlock(4 * d, d));
-    up2 = register_module("up2", UpBlock(2 * d, d));
-    out_block = register_module("out_block", ConvBlock(2 * d, d));
+    unflatten = register_module("unflatten", Unflatten(2 * d, k, n));
+    up1 = register_module("up1", UpBlock(BlockOptions{4 * d, d, n}));
+    up2 = register_module("up2", UpBlock(BlockOptions{2 * d, d, n}));
+    out_block = register_module("out_block", ConvBlock(BlockOptions{2 * d, d, n}));
     out_conv = register_module("out_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(d, c, 3).padding(1)));
   }
 

@@ -22,6 +22,14 @@
 // for every copy, whose part of the first layer is computed once (the UNet's skip connections
 // when one image is evaluated under k conditions).
 //
+// The normalisation is the seed's BatchNorm by default. BlockOptions::norm selects GroupNorm
+// instead (Wu & He 2018): it normalises each sample over groups of channels, so a block computes
+// the same function in training and in evaluation and for any batch composition. BatchNorm's
+// running statistics are one average over every noise level the batches mixed, while at sampling
+// time all images of a batch share one noise level; GroupNorm has no such statistics (the
+// measurement on the seed's flow model is in the README, "Training options"). The seed's
+// deliverables stay on BatchNorm.
+//
 // Options are validated in the constructors (scoreflow::invalid_option names the parameter).
 #include <cstdint>
 #include <vector>
@@ -29,6 +37,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
@@ -37,10 +46,22 @@
 
 namespace scoreflow::models {
 
-/// Input and output channels (or features) of a block.
+/// The normalisation after each convolution: the seed's BatchNorm2d, or GroupNorm with `groups`
+/// groups of channels (Wu & He 2018, Eq. 1 with S_i the channels of i's group and i's sample).
+struct Normalization {
+  enum class Kind { batch, group };
+  Kind kind = Kind::batch;
+  std::int64_t groups = 8;  ///< GroupNorm only; must divide every block's channel count
+  static Normalization batch() { return {}; }
+  static Normalization group(std::int64_t groups = 8) { return {Kind::group, groups}; }
+  [[nodiscard]] bool is_group() const { return kind == Kind::group; }
+};
+
+/// Input and output channels (or features) of a block, and its normalisation.
 struct BlockOptions {
   std::int64_t in_channels;
   std::int64_t out_channels;
+  Normalization norm{};
 };
 
 /// Kernel size, stride and padding of a block's square convolution.
@@ -54,6 +75,9 @@ inline BlockOptions checked(const char* block, BlockOptions o) {
     throw invalid_option(scoreflow::detail::concat(block, ": in_channels = ", o.in_channels, ": must be positive"));
   if (o.out_channels <= 0)
     throw invalid_option(scoreflow::detail::concat(block, ": out_channels = ", o.out_channels, ": must be positive"));
+  if (o.norm.is_group() && (o.norm.groups <= 0 || o.out_channels % o.norm.groups != 0))
+    throw invalid_option(scoreflow::detail::concat(block, ": GroupNorm groups = ", o.norm.groups,
+                                                   ": must be positive and divide out_channels = ", o.out_channels));
   return o;
 }
 
@@ -155,7 +179,9 @@ class BatchNormFoldable {
 /// Convolution (Kind: detail::Conv2dKind or detail::ConvTranspose2dKind) → BatchNorm2d → GELU,
 /// the layer every seed block is made of (Part B §1.1); Conv, DownConv, UpConv and Unflatten
 /// differ only in the kind, the geometry and the name in their messages. Submodules "conv" then
-/// "bn", in that order: saved weight files are keyed by these names.
+/// "bn", in that order: saved weight files are keyed by these names. With
+/// BlockOptions::norm = Normalization::group(g) the second submodule is "gn", a GroupNorm, and
+/// folding (an inference rewrite of BatchNorm only) leaves the block as it is.
 template <class Kind>
 class ConvBnGeluImpl : public torch::nn::Module, public BatchNormFoldable {
  public:
@@ -163,7 +189,11 @@ class ConvBnGeluImpl : public torch::nn::Module, public BatchNormFoldable {
   ConvBnGeluImpl(const char* name, BlockOptions options, ConvGeometry geometry, std::int64_t input_size = 0)
       : name_(name), options_(detail::checked(name, options)), geometry_(geometry), input_size_(input_size) {
     conv = register_module("conv", Kind::make(options_, geometry_));
-    bn = register_module("bn", torch::nn::BatchNorm2d(options_.out_channels));
+    if (options_.norm.is_group())
+      gn = register_module("gn", torch::nn::GroupNorm(torch::nn::GroupNormOptions(options_.norm.groups,
+                                                                                  options_.out_channels)));
+    else
+      bn = register_module("bn", torch::nn::BatchNorm2d(options_.out_channels));
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
@@ -187,17 +217,21 @@ class ConvBnGeluImpl : public torch::nn::Module, public BatchNormFoldable {
   [[nodiscard]] const BlockOptions& options() const { return options_; }
   [[nodiscard]] const ConvGeometry& geometry() const { return geometry_; }
 
+  /// A no-op on a GroupNorm block: GroupNorm's statistics belong to each input, not to training.
   void fold_batchnorm() override {
+    if (!bn) return;
     if (!folded_) detail::fold_batchnorm_into(conv->weight, conv->bias, *bn, Kind::out_axis);
     folded_ = true;
   }
-  [[nodiscard]] bool batchnorm_folded() const override { return folded_; }
+  /// True once folded, and always on a GroupNorm block (nothing to fold).
+  [[nodiscard]] bool batchnorm_folded() const override { return folded_ || !bn; }
 
   typename Kind::Module conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};  ///< the seed's normalisation (null with GroupNorm)
+  torch::nn::GroupNorm gn{nullptr};    ///< Normalization::group (null with BatchNorm)
 
  private:
-  torch::Tensor normalized(const torch::Tensor& y) { return folded_ ? y : bn(y); }
+  torch::Tensor normalized(const torch::Tensor& y) { return gn ? gn(y) : folded_ ? y : bn(y); }
 
   const char* name_;
   BlockOptions options_;
@@ -255,15 +289,15 @@ TORCH_MODULE(Flatten);
 /// kept (seed Part B §1.1; k = 7 for MNIST).
 class UnflattenImpl : public ConvBnGeluImpl<detail::ConvTranspose2dKind> {
  public:
-  explicit UnflattenImpl(std::int64_t channels, std::int64_t kernel_size = 7)
-      : ConvBnGeluImpl("Unflatten", checked(channels, kernel_size), {kernel_size, kernel_size, 0}, 1) {}
+  explicit UnflattenImpl(std::int64_t channels, std::int64_t kernel_size = 7, Normalization norm = {})
+      : ConvBnGeluImpl("Unflatten", checked(channels, kernel_size, norm), {kernel_size, kernel_size, 0}, 1) {}
   [[nodiscard]] std::int64_t kernel_size() const { return geometry().kernel; }
 
  private:
-  static BlockOptions checked(std::int64_t channels, std::int64_t kernel_size) {
+  static BlockOptions checked(std::int64_t channels, std::int64_t kernel_size, Normalization norm) {
     scoreflow::detail::require(channels > 0, "Unflatten: channels", channels, "must be positive");
     scoreflow::detail::require(kernel_size > 0, "Unflatten: kernel_size", kernel_size, "must be positive");
-    return {channels, channels};
+    return {channels, channels, norm};
   }
 };
 TORCH_MODULE(Unflatten);
@@ -280,8 +314,8 @@ inline torch::Tensor concat(const torch::Tensor& a, const torch::Tensor& b) {
 class ConvBlockImpl : public torch::nn::Module {
  public:
   explicit ConvBlockImpl(BlockOptions options) : options_(detail::checked("ConvBlock", options)) {
-    conv1 = register_module("conv1", Conv(options_.in_channels, options_.out_channels));
-    conv2 = register_module("conv2", Conv(options_.out_channels, options_.out_channels));
+    conv1 = register_module("conv1", Conv(options_));
+    conv2 = register_module("conv2", Conv(BlockOptions{options_.out_channels, options_.out_channels, options_.norm}));
   }
   ConvBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : ConvBlockImpl(BlockOptions{in_channels, out_channels}) {}
@@ -303,8 +337,8 @@ TORCH_MODULE(ConvBlock);
 class DownBlockImpl : public torch::nn::Module {
  public:
   explicit DownBlockImpl(BlockOptions options) : options_(detail::checked("DownBlock", options)) {
-    down = register_module("down", DownConv(options_.in_channels, options_.out_channels));
-    block = register_module("block", ConvBlock(options_.out_channels, options_.out_channels));
+    down = register_module("down", DownConv(options_));
+    block = register_module("block", ConvBlock(BlockOptions{options_.out_channels, options_.out_channels, options_.norm}));
   }
   DownBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : DownBlockImpl(BlockOptions{in_channels, out_channels}) {}
@@ -323,8 +357,8 @@ TORCH_MODULE(DownBlock);
 class UpBlockImpl : public torch::nn::Module {
  public:
   explicit UpBlockImpl(BlockOptions options) : options_(detail::checked("UpBlock", options)) {
-    up = register_module("up", UpConv(options_.in_channels, options_.out_channels));
-    block = register_module("block", ConvBlock(options_.out_channels, options_.out_channels));
+    up = register_module("up", UpConv(options_));
+    block = register_module("block", ConvBlock(BlockOptions{options_.out_channels, options_.out_channels, options_.norm}));
   }
   UpBlockImpl(std::int64_t in_channels, std::int64_t out_channels)
       : UpBlockImpl(BlockOptions{in_channels, out_channels}) {}

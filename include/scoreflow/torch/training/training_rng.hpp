@@ -28,6 +28,10 @@ class TrainingRng {
   torch::Tensor uniform(std::int64_t n, const torch::TensorOptions& options) {
     return torch::rand({n, 1}, gen_, torch::TensorOptions().dtype(options.dtype())).to(options.device());
   }
+  /// N(0, 1) as n×1 with the given dtype/device.
+  torch::Tensor normal(std::int64_t n, const torch::TensorOptions& options) {
+    return torch::randn({n, 1}, gen_, torch::TensorOptions().dtype(options.dtype())).to(options.device());
+  }
   /// Uniform integers in [0, high) as an int64 tensor of n (on the CPU).
   torch::Tensor integers(std::int64_t n, std::int64_t high) {
     return torch::randint(high, {n}, gen_, torch::TensorOptions().dtype(torch::kLong));
