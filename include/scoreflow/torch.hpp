@@ -2,7 +2,7 @@
 // scoreflow::torch umbrella header: the core (core.hpp) plus the LibTorch layer —
 //   torch/tensor.hpp      torch::Tensor as a scoreflow tensor; device.hpp: default_device()
 //   torch/models/         the seed's UNets, their sampler adapters, inference preparation
-//   torch/training/       objectives, the trainer, its data sources and random stream, checkpoints
+//   torch/training/       objectives, the trainer (EMA, lr schedule), its data sources and random stream, checkpoints
 //   torch/data/           IDX files, labelled data sets, batching
 //   torch/io/             images, loss logs, plots, atomic files, archive checks
 //   torch/eval/           the sample-quality evaluator
@@ -30,6 +30,8 @@
 #include "scoreflow/torch/torch_message.hpp"
 #include "scoreflow/torch/training/checkpoint.hpp"
 #include "scoreflow/torch/training/data_source.hpp"
+#include "scoreflow/torch/training/ema.hpp"
+#include "scoreflow/torch/training/lr_schedule.hpp"
 #include "scoreflow/torch/training/objectives.hpp"
 #include "scoreflow/torch/training/train_loop.hpp"
 #include "scoreflow/torch/training/training_rng.hpp"

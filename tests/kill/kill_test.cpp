@@ -3,7 +3,7 @@
 // checkpoint writes — and resuming each time. Requires:
 //   (a) after every kill, checkpoint.pt loads (never corrupt or partial) and its step never goes
 //       back; the loss log holds steps 1 … m exactly once, m ≥ the checkpoint's step;
-//   (b) the final weights equal the reference's bit for bit (digest of every byte);
+//   (b) the final weights and their EMA equal the reference's bit for bit (digest of every byte);
 //   (c) the final loss log equals the reference's: every step once, no gap, same values.
 //
 // Kills inside a checkpoint write are made certain, not left to timing: the driver puts a FIFO
@@ -92,7 +92,7 @@ std::optional<int> ended(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
-/// Runs to the end; returns the "done <step> <digest>" line.
+/// Runs to the end; returns the "done <step> <digest> ema <digest>" line.
 std::string run_to_end(const std::string& trainer, const fs::path& dir) {
   const auto pid = spawn({trainer, "train", dir.string()}, dir);
   const int code = wait_for(pid);
@@ -154,6 +154,8 @@ int run_test(int argc, char** argv) {
               train_seconds);
   long long total_steps = 0;
   if (std::sscanf(reference.c_str(), "done %lld", &total_steps) != 1 || total_steps <= 0) fail("bad reference line");
+  // The trainer keeps an EMA, and (b) compares it too.
+  if (reference.find(" ema ") == std::string::npos) fail("the reference line has no EMA digest: " + reference);
 
   int kills = 0, in_write_fifo = 0, in_write_natural = 0, completed_early = 0, attempts = 0;
   long long step = 0;
@@ -248,8 +250,9 @@ int run_test(int argc, char** argv) {
   for (auto s : steps_at_kill) std::printf("%lld ", s);
   std::printf("\nresumed at steps: %s\nfinal: %s\n", resumes.c_str(), final_line.c_str());
 
-  // (b) bit-for-bit weights, (c) the same loss log, every step once.
-  if (final_line != reference) fail("final weights differ: '" + final_line + "' vs reference '" + reference + "'");
+  // (b) bit-for-bit weights and EMA, (c) the same loss log, every step once.
+  if (final_line != reference)
+    fail("final weights or EMA differ: '" + final_line + "' vs reference '" + reference + "'");
   const auto a = scoreflow::read_loss_log(ref / "loss.csv"), b = scoreflow::read_loss_log(run / "loss.csv");
   if (a.size() != b.size()) fail("loss logs have " + std::to_string(a.size()) + " and " + std::to_string(b.size()) + " records");
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -259,7 +262,7 @@ int run_test(int argc, char** argv) {
   if (in_write_fifo == 0) fail("no kill landed inside a checkpoint write");
   // The FIFO kills are mid-write only if a checkpoint outgrows the pipe buffer plus what was read.
   if (fs::file_size(run / "checkpoint.pt") < 65536 + 16384 + 1) fail("checkpoint too small for the FIFO kills");
-  std::printf("PASSED: %zu steps, weights bit-identical, loss log identical (%.1f s)\n", a.size(),
+  std::printf("PASSED: %zu steps, weights and EMA bit-identical, loss log identical (%.1f s)\n", a.size(),
               std::chrono::duration<double>(clock_type::now() - started).count());
   return 0;
 }

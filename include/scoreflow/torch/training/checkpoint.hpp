@@ -1,30 +1,42 @@
 #pragma once
 // Checkpoints and weight files (torch::serialize archives).
 //
-//   checkpoint: model parameters and buffers, optimizer state (Adam moments and step counts,
-//               param-group options), training position (step, epoch, batch within the epoch,
-//               running epoch loss), the seed and the trainer's RNG state — everything needed to
+//   checkpoint: model parameters and buffers, optimizer state (Adam/AdamW moments and step
+//               counts, param-group options) and which optimizer wrote it, training position
+//               (step, epoch, batch within the epoch, running epoch loss), the seed and the
+//               trainer's RNG state, and the EMA of the weights when the run keeps one (ema.hpp:
+//               averages, copied buffers, update count, its options) — everything needed to
 //               continue a run exactly (bit for bit on the CPU).
-//   weights:    model parameters and buffers only, for sampling programs.
+//   weights:    model parameters and buffers only, for sampling programs; save_averaged_weights
+//               writes an EMA's averages in the same layout, so load_weights reads either.
 //
 // Writes are atomic: the archive goes to `<file>.tmp`, which is then renamed over `<file>`, so a
 // crash mid-write never leaves a half-written checkpoint. Loading checks the file's layout
 // against the model before touching it: a parameter of another shape, a missing or an extra
 // entry fails with checkpoint_error naming the entry; an unreadable, truncated or foreign file
 // fails with checkpoint_error naming the file. `load_weights` also accepts a checkpoint.
+//
+// Format version 1 throughout: the EMA entry and the optimizer's kind are optional entries, so
+// checkpoints written before them still load (as Adam runs without an EMA; into a run with an
+// EMA such a checkpoint is a checkpoint_error, see load_checkpoint). Bumping the version would
+// have made every earlier checkpoint unreadable for no gain.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include <torch/nn/module.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -34,6 +46,7 @@
 #include "scoreflow/torch/io/archive_integrity.hpp"
 #include "scoreflow/torch/io/atomic_file.hpp"
 #include "scoreflow/torch/torch_message.hpp"
+#include "scoreflow/torch/training/ema.hpp"
 #include "scoreflow/torch/training/training_rng.hpp"
 
 namespace scoreflow::training {
@@ -228,10 +241,134 @@ inline void load_weights(const std::filesystem::path& file, torch::nn::Module& m
   detail::assign(detail::matched_model(archive, model, file));
 }
 
-/// Saves a full training checkpoint to `file` (atomically).
+namespace detail {
+/// Which optimizer wrote a checkpoint (the trainer entry's "optimizer_kind"): Adam and AdamW keep
+/// the same state entries, so without the tag one would load the other's file silently. 0: an
+/// optimizer of another class (not checked). Checkpoints without the tag were all written by Adam.
+inline constexpr std::int64_t kOptimizerOther = 0, kOptimizerAdam = 1, kOptimizerAdamW = 2;
+
+inline std::int64_t optimizer_kind(const torch::optim::Optimizer& optimizer) {
+  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) return kOptimizerAdamW;
+  if (dynamic_cast<const torch::optim::Adam*>(&optimizer)) return kOptimizerAdam;
+  return kOptimizerOther;
+}
+
+inline const char* optimizer_name(std::int64_t kind) {
+  return kind == kOptimizerAdam ? "Adam" : kind == kOptimizerAdamW ? "AdamW" : "another optimizer";
+}
+
+/// The EMA's averages and buffers laid out as `layout.save` lays out the net's own (the same
+/// walk as torch::nn::Module::save: parameters, buffers, then each serializable child as a nested
+/// archive), so that the "model" readers (matched_model, load_weights) read it unchanged.
+inline void write_average(torch::serialize::OutputArchive& archive, const torch::nn::Module& layout,
+                          const std::string& prefix, const ExponentialMovingAverage& ema) {
+  auto entry = [&](const ExponentialMovingAverage::Tensors& from, const std::string& key) -> const torch::Tensor& {
+    const auto* t = from.find(prefix + key);
+    if (!t)
+      throw shape_error(scoreflow::detail::concat("the EMA lacks the net's entry '", prefix, key,
+                                                  "' (a net of another configuration?)"));
+    return *t;
+  };
+  for (const auto& p : layout.named_parameters(/*recurse=*/false)) archive.write(p.key(), entry(ema.parameters(), p.key()));
+  for (const auto& b : layout.named_buffers(/*recurse=*/false))
+    archive.write(b.key(), entry(ema.buffers(), b.key()), /*is_buffer=*/true);
+  for (const auto& c : layout.named_children()) {
+    if (!c.value()->is_serializable()) continue;
+    torch::serialize::OutputArchive child(archive.compilation_unit());
+    write_average(child, *c.value(), prefix + c.key() + ".", ema);
+    archive.write(c.key(), child);
+  }
+}
+
+inline torch::Tensor sigma_rel_entry(const EmaOptions& o) {
+  return scalar(o.sigma_rel ? *o.sigma_rel : std::numeric_limits<double>::quiet_NaN());
+}
+
+/// The checkpoint's "ema" entry: the averages in the net's layout, the update count, the options.
+inline void write_ema_entry(torch::serialize::OutputArchive& archive, const torch::nn::Module& model,
+                            const ExponentialMovingAverage& ema) {
+  torch::serialize::OutputArchive e(archive.compilation_unit()), m(archive.compilation_unit());
+  write_average(m, model, "", ema);
+  e.write("model", m);
+  e.write("updates", scalar(ema.updates()));
+  e.write("decay", scalar(ema.options().decay));
+  e.write("warmup", scalar(std::int64_t{ema.options().warmup ? 1 : 0}));
+  e.write("sigma_rel", sigma_rel_entry(ema.options()));
+  archive.write("ema", e);
+}
+
+/// What load_checkpoint restores into an EMA: tensors in the EMA's order, checked.
+struct LoadedAverage {
+  std::vector<torch::Tensor> parameters, buffers;
+  std::int64_t updates = 0;
+};
+
+inline std::string ema_text(double decay, bool warmup, double sigma_rel) {
+  if (!std::isnan(sigma_rel)) return scoreflow::detail::concat("a power-function EMA with sigma_rel = ", sigma_rel);
+  return scoreflow::detail::concat("an EMA with decay = ", decay, ", warmup = ", warmup ? "true" : "false");
+}
+
+/// Reads and checks the "ema" entry against `model` and the run's EMA options; copies nothing.
+inline LoadedAverage read_ema_entry(torch::serialize::InputArchive& archive, torch::nn::Module& model,
+                                    const ExponentialMovingAverage& ema, const std::filesystem::path& file) {
+  torch::serialize::InputArchive e, m;
+  if (!archive.try_read("ema", e))
+    throw checkpoint_error(scoreflow::detail::concat(
+        quoted(file), " holds no EMA of the weights (written by a run without options.ema), but this run keeps "
+        "one: continue that run with options.ema unset, or start a fresh run with the EMA"));
+  LoadedAverage loaded;
+  loaded.updates = read_scalar<std::int64_t>(e, "updates", file);
+  const auto decay = read_scalar<double>(e, "decay", file);
+  const bool warmup = read_scalar<std::int64_t>(e, "warmup", file) != 0;
+  const auto sigma_rel = read_scalar<double>(e, "sigma_rel", file);
+  const auto& o = ema.options();
+  const double own_sigma = o.sigma_rel ? *o.sigma_rel : std::numeric_limits<double>::quiet_NaN();
+  const bool same = std::isnan(sigma_rel) ? (std::isnan(own_sigma) && decay == o.decay && warmup == o.warmup)
+                                          : sigma_rel == own_sigma;
+  if (!same)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " keeps ", ema_text(decay, warmup, sigma_rel),
+                                                     ", but options.ema asks for ",
+                                                     ema_text(o.decay, o.warmup, own_sigma)));
+  if (loaded.updates < 0)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has an impossible EMA update count ",
+                                                     loaded.updates));
+  if (!e.try_read("model", m)) throw checkpoint_error(scoreflow::detail::concat(quoted(file), " has no EMA model entry"));
+  TensorPairs pairs;  // (the model's tensor, the average stored for it)
+  match_module(m, model, "ema:", file, pairs);
+  std::unordered_map<const void*, torch::Tensor> by_tensor;
+  for (const auto& [dst, src] : pairs) by_tensor.emplace(dst.unsafeGetTensorImpl(), src);
+  auto in_order = [&](const ExponentialMovingAverage::Tensors& of_net) {
+    std::vector<torch::Tensor> out;
+    for (const auto& item : of_net) {
+      const auto found = by_tensor.find(item.value().unsafeGetTensorImpl());
+      if (found == by_tensor.end())  // a parameter of a non-serializable child: not in the file
+        throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the EMA of '", item.key(), "'"));
+      out.push_back(found->second);
+    }
+    return out;
+  };
+  loaded.parameters = in_order(model.named_parameters());
+  loaded.buffers = in_order(model.named_buffers());
+  return loaded;
+}
+}  // namespace detail
+
+/// Saves the averaged weights of `ema` (an EMA of `layout`, or of a net of its configuration) as
+/// a weight file: load_weights then reads them into any net of that configuration, e.g. for
+/// sampling. The buffers written are the EMA's copies (see ema.hpp).
+inline void save_averaged_weights(const std::filesystem::path& file, const ExponentialMovingAverage& ema,
+                                  const torch::nn::Module& layout) {
+  torch::serialize::OutputArchive archive, m;
+  detail::write_average(m, layout, "", ema);
+  archive.write(detail::kFormatKey, detail::format_tag(detail::kKindWeights));
+  archive.write("model", m);
+  detail::atomic_save(archive, file);
+}
+
+/// Saves a full training checkpoint to `file` (atomically); with `ema`, its state too.
 inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::Module& model,
                             const torch::optim::Optimizer& optimizer, const TrainingState& state,
-                            const TrainingRng& rng) {
+                            const TrainingRng& rng, const ExponentialMovingAverage* ema = nullptr) {
   torch::serialize::OutputArchive archive, m, o, s;
   model.save(m);
   optimizer.save(o);
@@ -243,10 +380,12 @@ inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::
   s.write("epoch_loss_sum", detail::scalar(state.epoch_loss_sum));
   s.write("seed", detail::scalar(seed_bits));
   s.write("rng", rng.state());
+  s.write("optimizer_kind", detail::scalar(detail::optimizer_kind(optimizer)));
   archive.write(detail::kFormatKey, detail::format_tag(detail::kKindCheckpoint));
   archive.write("model", m);
   archive.write("optimizer", o);
   archive.write("trainer", s);
+  if (ema) detail::write_ema_entry(archive, model, *ema);
   detail::atomic_save(archive, file);
 }
 
@@ -279,6 +418,20 @@ inline TrainingState read_position(torch::serialize::InputArchive& trainer, cons
                                                      loaded.batch_in_epoch, ", loss sum ", loaded.epoch_loss_sum, ")"));
   return loaded;
 }
+
+/// The optimizer that wrote the checkpoint must be of the class that reads it (Adam's state in
+/// AdamW would load without complaint and continue another run). No tag: an Adam checkpoint.
+inline void check_optimizer_kind(torch::serialize::InputArchive& trainer, const std::filesystem::path& file,
+                                 const torch::optim::Optimizer& optimizer) {
+  std::int64_t written = kOptimizerAdam;
+  torch::Tensor tag;
+  if (trainer.try_read("optimizer_kind", tag)) written = read_scalar<std::int64_t>(trainer, "optimizer_kind", file);
+  const auto reading = optimizer_kind(optimizer);
+  if (written != kOptimizerOther && reading != kOptimizerOther && written != reading)
+    throw checkpoint_error(scoreflow::detail::concat(quoted(file), " was written by ", optimizer_name(written),
+                                                     ", but this run's optimizer is ", optimizer_name(reading),
+                                                     " (options.optimizer)"));
+}
 }  // namespace detail
 
 /// Restores a checkpoint into model, optimizer, state and rng: the one way a checkpoint is read
@@ -286,9 +439,16 @@ inline TrainingState read_position(torch::serialize::InputArchive& trainer, cons
 /// checkpoint of another seed is a checkpoint_error: its data order and noise would not continue
 /// this run. The model's layout is checked first (checkpoint_error names the differing
 /// parameter); tensors land on the model's device. On any error the model is left as it was.
+///
+/// With `ema`, the checkpoint's EMA is restored into it; a checkpoint without one (an older file,
+/// or a run without options.ema) is a checkpoint_error rather than an average silently restarted
+/// from the loaded weights, which would not be the average the uninterrupted run keeps. So is an
+/// EMA of other options. Without `ema`, a checkpoint's EMA is ignored (the run continues without
+/// averaging). The optimizer must be of the class that wrote the file (Adam or AdamW).
 inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
                             torch::optim::Optimizer& optimizer, TrainingState& state, TrainingRng& rng,
-                            std::optional<std::uint64_t> expected_seed = std::nullopt) {
+                            std::optional<std::uint64_t> expected_seed = std::nullopt,
+                            ExponentialMovingAverage* ema = nullptr) {
   using detail::quoted;
   auto archive = detail::open_archive(file, detail::kKindCheckpoint, detail::device_of(model));
   torch::serialize::InputArchive o, s;
@@ -299,10 +459,13 @@ inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module
     throw checkpoint_error(scoreflow::detail::concat(quoted(file), " lacks the optimizer entry"));
   const TrainingState loaded = detail::read_position(s, file, seed);
   const auto rng_state = detail::read_tensor(s, "rng", file);
+  detail::check_optimizer_kind(s, file, optimizer);
 
-  // Check every model entry first, then restore the optimizer and RNG, and only then copy the
-  // weights: a checkpoint that fails anywhere leaves the model as it was.
+  // Check every model and EMA entry first, then restore the optimizer and RNG, and only then copy
+  // the weights: a checkpoint that fails anywhere leaves the model (and the EMA) as they were.
   const auto weights = detail::matched_model(archive, model, file);
+  std::optional<detail::LoadedAverage> average;
+  if (ema) average = detail::read_ema_entry(archive, model, *ema, file);
   try {
     optimizer.load(o);
     rng.set_state(rng_state);
@@ -311,6 +474,7 @@ inline void load_checkpoint(const std::filesystem::path& file, torch::nn::Module
                                                      quoted(file), ": ", scoreflow::detail::torch_message(e)));
   }
   detail::assign(weights);
+  if (average) ema->restore(average->parameters, average->buffers, average->updates);
   state = loaded;
 }
 
