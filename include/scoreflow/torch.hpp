@@ -28,6 +28,7 @@
 #include "scoreflow/torch/device.hpp"
 #include "scoreflow/torch/tensor.hpp"
 #include "scoreflow/torch/torch_message.hpp"
+#include "scoreflow/torch/training/batchnorm_statistics.hpp"
 #include "scoreflow/torch/training/checkpoint.hpp"
 #include "scoreflow/torch/training/data_source.hpp"
 #include "scoreflow/torch/training/ema.hpp"

@@ -11,6 +11,7 @@
 #include "torch/model_helpers.hpp"
 #include "scoreflow/torch/models/inference.hpp"
 #include "scoreflow/torch/models/unet.hpp"
+#include "scoreflow/torch/training/batchnorm_statistics.hpp"
 #include "scoreflow/torch/training/objectives.hpp"
 
 namespace tr = scoreflow::training;
@@ -161,4 +162,49 @@ TEST_CASE_FIXTURE(SingleThread, "UNet with GroupNorm: per-sample normalisation, 
   CHECK_THROWS_WITH_AS(sm::TimeConditionalUNet(sm::UNetOptions{.hidden = 12, .norm = sm::Normalization::group(8)}),
                        doctest::Contains("GroupNorm groups = 8"), scoreflow::invalid_option);
   CHECK_THROWS_AS(sm::Conv(sm::BlockOptions{3, 6, sm::Normalization::group(0)}), scoreflow::invalid_option);
+}
+
+TEST_CASE_FIXTURE(SingleThread, "recalibrate_batchnorm: the statistics of the current weights, from the objective's inputs") {
+  torch::manual_seed(6);
+  sm::TimeConditionalUNet net(sm::UNetOptions{.hidden = 8});
+  const auto images = torch::rand({64, 1, 28, 28});
+  const auto data = tr::tensor_source(images, torch::zeros({64}, torch::kLong));
+  const tr::FlowMatching<> objective;
+  // Stale statistics, as an EMA's copied buffers are for the averaged weights.
+  for (const auto& m : net->modules())
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) bn->running_mean.fill_(5.0), bn->running_var.fill_(9.0);
+  const tr::RecalibrationOptions options{.batches = 4, .batch_size = 16, .seed = 3};
+  CHECK(tr::recalibrate_batchnorm(net, objective, data, options) == 17);
+  CHECK_FALSE(net->is_training());
+  // Oracle: the exact mean over the 4 batches of each layer's batch means, from the same draws.
+  auto* first = net->backbone->in_block->conv1->bn.get();
+  CHECK(first->options.momentum().has_value());  // restored
+  CHECK(first->num_batches_tracked.item<std::int64_t>() == 4);
+  sm::TimeConditionalUNet copy(sm::UNetOptions{.hidden = 8});
+  {
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < net->parameters().size(); ++i) copy->parameters()[i].copy_(net->parameters()[i]);
+  }
+  std::vector<torch::Tensor> means;
+  auto hook = copy->backbone->in_block->conv1;
+  tr::TrainingRng rng(3);
+  const auto stream = data.open(tr::EpochRequest{0, 16, 3});
+  copy->train();
+  torch::NoGradGuard no_grad;
+  for (int k = 0; k < 4; ++k) {
+    const auto b = stream();
+    REQUIRE(b);
+    // The objective's inputs for this batch, drawn as recalibrate_batchnorm's objective call drew them.
+    const auto x1 = b->images;
+    const auto x0 = rng.normal_like(x1);
+    const auto t = rng.uniform(x1.size(0), torch::TensorOptions(torch::kFloat32));
+    const auto xt = (1 - t.view({-1, 1, 1, 1})) * x0 + t.view({-1, 1, 1, 1}) * x1;
+    means.push_back(hook->conv(xt).mean({0, 2, 3}));
+  }
+  CHECK(torch::allclose(first->running_mean, torch::stack(means).mean(0), 1e-4, 1e-5));
+  // A GroupNorm net has nothing to recalibrate.
+  sm::TimeConditionalUNet gn(sm::UNetOptions{.hidden = 8, .norm = sm::Normalization::group(4)});
+  CHECK(tr::recalibrate_batchnorm(gn, objective, data, options) == 0);
+  CHECK_THROWS_WITH_AS(tr::recalibrate_batchnorm(net, objective, data, {.batches = 0}),
+                       doctest::Contains("recalibration batches"), scoreflow::invalid_option);
 }
