@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "common/captions.hpp"
+#include "common/machine.hpp"
 #include "common/part_a.hpp"
 #include "common/part_b.hpp"
 #include "common/program.hpp"
@@ -23,7 +24,9 @@ constexpr std::string_view kTitle = "scoreflow gallery — the seed, reproduced 
 constexpr std::string_view kIntro =
     "Every deliverable of the seed's Part A (on a diffusion model trained here: MNIST digits play the prompts, the "
     "unconditional mode plays \"a high quality photo\") and Part B, produced by the scoreflow examples through one "
-    "templated sampler. Seed ${seed}, dataset ${dataset}, device ${device}. Raw samples: samples/*-idx*-ubyte.";
+    "templated sampler. Seed ${seed}, dataset ${dataset}, device ${device}. Raw samples: samples/*-idx*-ubyte. "
+    "This machine's bench_conv_peak, measured by this run (BM_ConvPeak/N:64/C:64/HW:28, ${threads} threads): "
+    "${conv_peak} GFLOP/s; scale every timing on the page by it.";
 
 struct GalleryOptions {
   examples::CommonOptions common{.out = "gallery"};
@@ -113,9 +116,13 @@ int run(const GalleryOptions& o) {
   const auto in = examples::load_inputs(o.dataset == "mnist" ? scoreflow::mnist_paths(o.common.data)
                                                              : scoreflow::fashion_mnist_paths(o.common.data));
   auto ctx = examples::make_context(in, b.train_limit, o.common.out);
+  const double conv_peak = examples::conv_peak_gflops();
+  std::fprintf(stderr, "[scoreflow] bench_conv_peak: %.0f GFLOP/s (%d threads)\n", conv_peak, torch::get_num_threads());
   examples::Progress total("gallery (" + mode + ")");
   examples::Report report(o.common.out);
-  ctx.classifier = examples::cached_classifier(examples::limited(in.train, o.tiny ? 2000 : 0), ctx.test, ctx.cache, device, &report);
+  ctx.classifier =
+      examples::cached_classifier(examples::limited(in.train, o.tiny ? 2000 : 0), ctx.test, ctx.cache, device, &report, o.dataset,
+                                  o.tiny ? 3 : 0);
 
   examples::Progress pb("Part B");
   examples::part_b(b, ctx, report);
@@ -128,7 +135,8 @@ int run(const GalleryOptions& o) {
   report.timing("Part A total", pa.finish());
 
   report.timing("gallery total (" + mode + ")", total.seconds());
-  const examples::Blanks page = {{"mode", mode}, {"seed", std::to_string(o.common.seed)}, {"dataset", o.dataset}, {"device", device.str()}};
+  const examples::Blanks page = {{"mode", mode}, {"seed", std::to_string(o.common.seed)}, {"dataset", o.dataset}, {"device", device.str()},
+                                {"conv_peak", examples::fmt(conv_peak, 3)}, {"threads", std::to_string(torch::get_num_threads())}};
   examples::write_pages(report, examples::fill(kTitle, page), examples::fill(kIntro, page));
   total.finish();
   std::printf("gallery written: open %s\n", std::filesystem::absolute(std::filesystem::path(o.common.out) / "index.html").c_str());

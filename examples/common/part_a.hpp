@@ -82,21 +82,30 @@ inline Figure figure_of(const DDPM& m, const FigureText& t, Blanks blanks = {}, 
 /// Seed §0 setup: train (or reuse) the DDPM that replaces DeepFloyd IF.
 inline detail::DDPM part_a_model(const PartAConfig& cfg, Context& ctx, Report& report) {
   torch::manual_seed(cfg.seed);
-  sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = cfg.hidden});
+  sm::ClassConditionalUNet net(sm::UNetOptions{.hidden = cfg.hidden, .norm = cfg.norm});
   // One cache entry per configuration, so quick, full and overridden runs never resume each other.
   const std::string run_id = "a0_ddpm_D" + std::to_string(cfg.hidden) + "_e" + std::to_string(cfg.epochs) + "_b" +
                              std::to_string(cfg.batch) + "_n" + std::to_string(ctx.train.size()) + "_lr" + fmt(cfg.lr) + "_s" +
-                             std::to_string(cfg.seed) + "_" + scoreflow::to_string(cfg.prediction);
+                             std::to_string(cfg.seed) + "_" + scoreflow::to_string(cfg.prediction) +
+                             (cfg.norm.is_group() ? "_gn" + std::to_string(cfg.norm.groups) : "");
   tr::TrainOptions o{.epochs = cfg.epochs, .batch_size = cfg.batch, .lr = cfg.lr, .lr_decay = tr::seed_lr_decay(cfg.epochs),
-                     .seed = cfg.seed, .device = cfg.device, .log_every = 10, .checkpoint_dir = ctx.cache / run_id};
+                     .seed = cfg.seed, .device = cfg.device, .log_every = 10};
+  cfg.recipe.apply(o, o.lr_decay);
+  // Seed-recipe runs keep their readable cache names; others add the hash of the recipe.
+  o.checkpoint_dir = cfg.recipe.is_seed() ? ctx.cache / run_id : run_dir(ctx.cache, run_id, o, run_id, cfg.recipe);
   tr::Trainer trainer(net, tr::DiffusionObjective<tr::ClassDropout>{scoreflow::NoiseSchedule::cosine(), tr::ClassDropout{cfg.p_uncond}, cfg.prediction}, o);
   const auto data = tr::tensor_source(detail::to_model(ctx.train.images), ctx.train.labels);
   auto run = train_cached("a0_ddpm", "class-conditioned DDPM", trainer, data, report, [](const tr::EpochSummary&) {});
-  const std::string name = "ClassConditionalUNet D = " + std::to_string(cfg.hidden) + " DDPM";
+  if (trainer.has_ema()) trainer.copy_ema_to(*net);  // sample the average from here on
+  const std::string name = "ClassConditionalUNet D = " + std::to_string(cfg.hidden) +
+                           (cfg.norm.is_group() ? " with GroupNorm(" + std::to_string(cfg.norm.groups) + ")" : "") + " DDPM";
+  const auto recipe = cfg.recipe.text();
   report.add(figure(text_a::model_loss,
                     {{"model", name}, {"prediction", prediction_text(cfg.prediction)}, {"p_uncond", fmt(cfg.p_uncond)},
                      {"batch", std::to_string(cfg.batch)}, {"lr", fmt(cfg.lr)}, {"epochs", std::to_string(cfg.epochs)},
-                     {"images", std::to_string(ctx.train.size())}, {"seed", std::to_string(cfg.seed)}},
+                     {"images", std::to_string(ctx.train.size())}, {"seed", std::to_string(cfg.seed)},
+                     {"schedule", cfg.recipe.cosine ? "cosine decay per step" : "decay 0.1^(1/epochs)"},
+                     {"recipe", recipe.empty() ? "" : "; " + recipe}},
                     loss_numbers(run)));
   report.note(note(text_a::stand_in));
   sm::fold_batchnorm(net);  // sampling only from here on (inference.hpp)
@@ -496,20 +505,24 @@ inline void part_a_evaluation(const PartAConfig& cfg, Context& ctx, detail::DDPM
   export_idx(report, "ddpm_uncond", xu, torch::full({xu.size(0)}, 255, torch::kLong));
   const auto q = quality(ctx, x, s.labels);
   const auto qu = quality(ctx, xu, {});
-  const auto qr = quality(ctx, ctx.train.images.slice(0, 0, x.size(0)), ctx.train.labels.slice(0, 0, x.size(0)));
+  const auto real = scoreflow::class_balanced_indices(ctx.train.labels, x.size(0), m.seed);  // as many of each digit
+  const auto qr = quality(ctx, ctx.train.images.index_select(0, real), ctx.train.labels.index_select(0, real));
+  auto guided_numbers = quality_numbers(q);
+  guided_numbers.emplace_back("sampling time", fmt(s.guided_seconds, 3) + " s");
+  guided_numbers.emplace_back("reference: real training digits, CAS", fmt(100 * qr.cas, 3) + "%");
   add_grid(report,
            figure_of(m, text_a::evaluation_guided,
                      {{"samples", std::to_string(x.size(0))}, {"per_class", std::to_string(cfg.eval_per_class)}, {"grid", grid},
                       {"generator_seed", std::to_string(m.seed + 10)}},
-                     {{"CAS", fmt(100 * q.cas, 3) + "%"}, {"Fréchet distance", fmt(q.fd)}, {"sampling time", fmt(s.guided_seconds, 3) + " s"},
-                      {"reference: real training digits, CAS / FD", fmt(100 * qr.cas, 3) + "% / " + fmt(qr.fd)}}),
+                     guided_numbers),
            four_per_digit(x), digit_grid(10));
   add_grid(report,
            figure_of(m, text_a::evaluation_unconditional,
                      {{"samples", std::to_string(xu.size(0))}, {"grid", grid}, {"generator_seed", std::to_string(m.seed + 20)}},
-                     {{"Fréchet distance", fmt(qu.fd)}, {"reference: real training digits, FD", fmt(qr.fd)}}),
+                     quality_numbers(qu)),
            xu.slice(0, 0, 40), digit_grid(10));
-  std::fprintf(stderr, "[scoreflow] A 2: CFG CAS %.2f%% FD %.3f; unconditional FD %.3f; real FD %.3f\n", 100 * q.cas, q.fd, qu.fd, qr.fd);
+  std::fprintf(stderr, "[scoreflow] A 2: CFG CAS %.2f%% FD %.3f (real %.3f); unconditional FD %.3f (real %.3f)\n", 100 * q.cas, q.fd,
+               q.fd_real, qu.fd, qu.fd_real);
 }
 
 /// CFG samples of `labels` on any schedule, in [0, 1] on the CPU: chunks of 200 from generator

@@ -29,8 +29,8 @@ inline constexpr SectionText sections[] = {
 inline constexpr FigureText model_loss{
     "A 0", "Training loss of our 'pretrained' DDPM", "a0_ddpm_loss.png",
     "${model}: ${prediction} (DiffusionObjective), cosine schedule, T = 1000, input t/1000, class dropout p = ${p_uncond}, "
-    "MNIST scaled to [−1, 1], batch ${batch}, Adam ${lr} with decay 0.1^(1/epochs), ${epochs} epochs on ${images} images, "
-    "seed ${seed}"};
+    "MNIST scaled to [−1, 1], batch ${batch}, Adam ${lr} with ${schedule}, ${epochs} epochs on ${images} images, "
+    "seed ${seed}${recipe}"};
 inline constexpr NoteText stand_in{
     "A 0", "Our stand-in for DeepFloyd IF",
     "The seed's Part A samples DeepFloyd IF with text prompts. Here every deliverable uses the DDPM above: a diffusion model "

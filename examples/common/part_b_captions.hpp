@@ -78,6 +78,13 @@ inline constexpr FigureText class_epoch{
 inline constexpr FigureText class_evaluation{
     "B 2.6", "Evaluation of the final class-conditioned model (CFG γ = ${gamma})", "${run}_epoch${epoch}.png",
     "${samples} samples (${per_class} per digit) exported as samples/flow_class_cfg-*-idx*-ubyte"};
+inline constexpr FigureText groupnorm_evaluation{
+    "B 2.8", "The same model with GroupNorm instead of BatchNorm (CFG γ = ${gamma})", "${run}_epoch${epoch}.png",
+    "Not the seed's architecture: every BatchNorm2d of the UNet replaced by GroupNorm(${groups}) (UNetOptions::norm), "
+    "trained as the main model (${training}). BatchNorm's running statistics are one average over all noise levels "
+    "and its batch statistics make each sample depend on the rest of the batch; with BatchNorm the EMA of the weights "
+    "did not clean up the samples in our measurements, with GroupNorm it did (README, \"Training options\"). "
+    "${samples} samples (${per_class} per digit) exported as samples/${export}-*-idx*-ubyte"};
 inline constexpr NoteText without_scheduler{
     "B 2.6", "Can we get rid of the learning-rate scheduler?",
     "The scheduler lowers the learning rate tenfold over the run, so late updates are small enough to settle into a minimum. "

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,13 +25,61 @@ inline scoreflow::LossLog open_loss_log(const fs::path& csv, std::int64_t step) 
   return scoreflow::resume_loss_log(csv, step);
 }
 
+/// v with `digits` significant digits ("%g").
+inline std::string fmt(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+/// How a gallery model trains beyond the seed's Adam with per-epoch decay (issue 15): each part
+/// is a trainer or objective option (train_loop.hpp, ema.hpp, lr_schedule.hpp, objectives.hpp).
+/// The default is the seed's recipe.
+struct Recipe {
+  std::optional<tr::EmaOptions> ema{};     ///< sample and evaluate the EMA of the weights
+  std::int64_t warmup_steps = 0;           ///< linear warm-up
+  bool cosine = false;                     ///< cosine decay per step instead of the seed's per-epoch decay
+  std::optional<double> clip_grad_norm{};
+  double weight_decay = 0.0;               ///< > 0: AdamW
+  tr::TimeSampling time{};                 ///< the flow objective's t (flow models only)
+
+  [[nodiscard]] bool is_seed() const {
+    return !ema && warmup_steps == 0 && !cosine && !clip_grad_norm && weight_decay == 0.0 &&
+           time.kind == tr::TimeSampling::Kind::uniform;
+  }
+  /// Sets the trainer options; `seed_decay` is the seed's per-epoch γ, kept unless the cosine replaces it.
+  void apply(tr::TrainOptions& o, std::optional<double> seed_decay) const {
+    o.lr_decay = cosine ? std::nullopt : seed_decay;
+    o.lr_schedule.warmup_steps = warmup_steps;
+    o.lr_schedule.cosine = cosine;
+    o.clip_grad_norm = clip_grad_norm;
+    o.ema = ema;
+    if (weight_decay > 0) o.optimizer = tr::OptimizerKind::adamw, o.weight_decay = weight_decay;
+  }
+  /// "EMA 0.999, warm-up 30 steps, cosine, clip 1, AdamW 0.01, logit-normal t (0, 1)", or "" for the seed's.
+  [[nodiscard]] std::string text() const {
+    std::string out;
+    auto add = [&](const std::string& part) { out += (out.empty() ? "" : ", ") + part; };
+    if (ema) add(ema->sigma_rel ? "power-function EMA, σ_rel " + fmt(*ema->sigma_rel)
+                                : "EMA of the weights, decay " + fmt(ema->decay, 6) + (ema->warmup ? " with warm-up" : ""));
+    if (warmup_steps > 0) add("lr warm-up " + std::to_string(warmup_steps) + " steps");
+    if (cosine) add("cosine lr decay per step");
+    if (clip_grad_norm) add("gradient norm clipped at " + fmt(*clip_grad_norm));
+    if (weight_decay > 0) add("AdamW, weight decay " + fmt(weight_decay));
+    if (time.kind == tr::TimeSampling::Kind::logit_normal)
+      add("logit-normal t (m = " + fmt(time.location) + ", s = " + fmt(time.scale) + ")");
+    return out;
+  }
+};
+
 /// cache/<name>-<hash of the configuration>: a run is reused only by the same configuration, so
 /// changing an option retrains instead of silently loading a stale model.
 inline fs::path run_dir(const fs::path& cache, const std::string& name, const tr::TrainOptions& o,
-                        const std::string& model_and_data) {
+                        const std::string& model_and_data, const Recipe& recipe = {}) {
   std::string key = model_and_data + "|" + std::to_string(o.epochs) + "|" + std::to_string(o.batch_size) + "|" +
                     std::to_string(o.lr) + "|" + (o.lr_decay ? std::to_string(*o.lr_decay) : "none") + "|" +
                     std::to_string(o.seed);
+  if (!recipe.is_seed()) key += "|" + recipe.text();  // seed-recipe runs keep their earlier cache keys
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(std::hash<std::string>{}(key)));
   return cache / (name + "-" + std::string(hex).substr(0, 10));
@@ -91,12 +140,6 @@ TrainedRun train_cached(const std::string& name, const std::string& title, Train
   }
   report.timing("train " + title, run.seconds);
   return run;
-}
-
-inline std::string fmt(double v, int digits = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-  return buf;
 }
 
 /// The numbers shown beside every loss curve.

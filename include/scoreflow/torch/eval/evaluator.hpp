@@ -1,110 +1,296 @@
 #pragma once
-// Sample quality for 28×28 class-labelled images (MNIST, Fashion-MNIST): a small CNN classifier
-// trained on the real training set gives
-//  - CAS, the classification accuracy score: the classifier's accuracy on generated samples
-//    against the class they were generated for (Ravuri & Vinyals 2019);
-//  - the Fréchet distance between its 128-d penultimate features of real test images and of
-//    generated images (FID's formula, Heusel et al. 2017, with our classifier as feature map).
-// Numbers from different classifiers are not comparable; the gallery reports which one it used.
+// The evaluator classifier behind the gallery's sample-quality numbers, for 28×28 class-labelled
+// images in [0, 1] (MNIST, Fashion-MNIST):
+//  - CAS, the classification accuracy score: its accuracy on generated samples against the class
+//    they were generated for (Ravuri & Vinyals 2019, "Classification Accuracy Score for
+//    Conditional Generative Models", NeurIPS);
+//  - the Fréchet distance between Gaussians fitted to its 128-d penultimate features of real and
+//    of generated images (FID's formula, Heusel et al. 2017, "GANs trained by a two time-scale
+//    update rule converge to a local Nash equilibrium", NeurIPS, eq. 6), with this classifier in
+//    place of Inception: numbers are comparable within one gallery, not with published FIDs.
+//
+// A lenient classifier inflates CAS: a small CNN trained on clean digits reads a blurred or broken
+// digit as the class it resembles most. This one is trained
+//  - on randomly shifted, rotated, scaled, sheared and elastically distorted real images (Simard,
+//    Steinkraus & Platt 2003, "Best practices for convolutional neural networks applied to visual
+//    document analysis", ICDAR, §2; LeCun et al. 1998, "Gradient-based learning applied to
+//    document recognition", Proc. IEEE, for training on distorted digits), so that a well-formed
+//    digit drawn a little differently still counts; and
+//  - with an 11th class, "reject" (index kReject = 10), whose examples are degraded real images:
+//    strongly blurred digits, digits with large parts of the stroke erased, pixel-wise blends of
+//    two digits of different classes, random scribbles and noise. A generated sample read as
+//    "reject" is wrong for CAS. The classifier never sees a generated image.
+// degradations.hpp makes the training images (augmentation and reject examples); sample_quality.hpp
+// builds the gallery's readings (per-class CAS, confusion, reference FDs) on this classifier.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <numbers>
+#include <string>
+#include <vector>
 
 #include <torch/nn.h>
 #include <torch/optim.h>
 #include <torch/serialize.h>
 
 #include "scoreflow/errors.hpp"
-#include "scoreflow/tensor/random.hpp"
+#include "scoreflow/torch/data/batching.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
+#include "scoreflow/torch/eval/degradations.hpp"
 #include "scoreflow/torch/io/atomic_file.hpp"
 
 namespace scoreflow {
 
-/// conv(1→32) → pool → conv(32→64) → pool → linear 3136→128 (features) → linear 128→10.
+// ---- input checks ------------------------------------------------------------------------------
+
+namespace detail {
+/// Images the evaluator reads: a defined floating tensor [N, 1, 28, 28] (N ≥ min_count), finite.
+inline void check_eval_images(const torch::Tensor& images, const char* where, std::int64_t min_count = 1) {
+  if (!images.defined()) throw shape_error(concat(where, ": images undefined"));
+  if (images.dim() != 4 || images.size(1) != 1 || images.size(2) != 28 || images.size(3) != 28)
+    throw shape_error(concat(where, ": images must be [N, 1, 28, 28]; got ", shape_text(images.sizes())));
+  if (!images.is_floating_point())
+    throw shape_error(concat(where, ": images must be floating point in [0, 1]; got ", images.scalar_type()));
+  if (images.size(0) < min_count)
+    throw shape_error(concat(where, ": need at least ", min_count, " images; got ", images.size(0)));
+  const auto bad = (~torch::isfinite(images)).sum().item<std::int64_t>();
+  if (bad > 0) {
+    const auto first = (~torch::isfinite(images)).flatten(1).any(1).nonzero().flatten()[0].item<std::int64_t>();
+    throw non_finite_error(concat(where, ": ", bad, " NaN or infinite pixel values (the first in image ", first,
+                                  "); the evaluator reads finite images in [0, 1]"));
+  }
+}
+
+/// Class labels [N] of integer type in [0, classes), one per image.
+inline void check_eval_labels(const torch::Tensor& labels, std::int64_t count, std::int64_t classes, const char* where) {
+  if (!labels.defined()) throw shape_error(concat(where, ": labels undefined"));
+  if (labels.dim() != 1 || labels.size(0) != count)
+    throw shape_error(concat(where, ": need labels [", count, "] (one per image); got ", shape_text(labels.sizes())));
+  if (labels.is_floating_point() || labels.scalar_type() == torch::kBool)
+    throw shape_error(concat(where, ": labels must be integers; got ", labels.scalar_type()));
+  if (count == 0) return;
+  const auto lo = labels.min().item<std::int64_t>(), hi = labels.max().item<std::int64_t>();
+  if (lo < 0 || hi >= classes)
+    throw invalid_option(concat(where, ": labels must lie in [0, ", classes, "); got values from ", lo, " to ", hi));
+}
+}  // namespace detail
+
+// ---- the classifier ----------------------------------------------------------------------------
+
+/// The evaluator network (architecture version 2; the checkpoint records the version):
+///
+///     x [N,1,28,28] → conv3×3(1→32)-BN-ReLU → conv3×3(32→32)-BN-ReLU → maxpool 2   (14×14)
+///                   → conv3×3(32→64)-BN-ReLU → conv3×3(64→64)-BN-ReLU → maxpool 2  (7×7)
+///                   → dropout 0.1 → linear 3136→128-ReLU = features [N,128]
+///                   → dropout 0.3 → linear 128→11 → logits (10 classes + reject; see forward)
+///
+/// Pairs of 3×3 convolutions as in VGG (Simonyan & Zisserman 2015), with BatchNorm (Ioffe &
+/// Szegedy 2015) so that a short CPU training run converges; trained with the default options on
+/// 9,000 MNIST digits it reads 99.2–99.6% of 1,000 held-out digits correctly (two seeds).
+/// Inputs are clamped to [0, 1]. Dropout and BatchNorm's batch statistics act in training mode
+/// only; every evaluation function below switches the net to eval mode first.
 class DigitClassifierImpl : public torch::nn::Module {
  public:
   static constexpr std::int64_t kFeatures = 128;
+  static constexpr std::int64_t kClasses = 10;        ///< digits 0–9 (or the 10 Fashion-MNIST classes)
+  static constexpr std::int64_t kReject = kClasses;    ///< the "not a digit" logit
+  static constexpr std::int64_t kLogits = kClasses + 1;
+  static constexpr std::int64_t kArchitectureVersion = 2;
+  static constexpr std::int64_t kWidth1 = 32, kWidth2 = 64;  ///< channels of the two convolution stages
+  static constexpr double kDropConv = 0.1, kDropFc = 0.3;    ///< dropout before fc1 and before the last layer
 
   DigitClassifierImpl()
-      : conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))),
-        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))),
-        fc1_(register_module("fc1", torch::nn::Linear(64 * 7 * 7, kFeatures))),
-        fc2_(register_module("fc2", torch::nn::Linear(kFeatures, 10))) {}
-
-  /// Penultimate activations [N, 128] of images [N, 1, 28, 28] in [0, 1] (clamped to that range).
-  torch::Tensor features(const torch::Tensor& images) {
-    if (images.dim() != 4 || images.size(1) != 1 || images.size(2) != 28 || images.size(3) != 28)
-      throw shape_error(detail::concat("classifier: images must be [N, 1, 28, 28]; got ", images.sizes()));
-    auto x = torch::max_pool2d(torch::relu(conv1_(images.clamp(0.0, 1.0))), 2);
-    x = torch::max_pool2d(torch::relu(conv2_(x)), 2);
-    return torch::relu(fc1_(x.flatten(1)));
+      : conv1_(register_module("conv1", conv(1, kWidth1))), bn1_(register_module("bn1", torch::nn::BatchNorm2d(kWidth1))),
+        conv2_(register_module("conv2", conv(kWidth1, kWidth1))), bn2_(register_module("bn2", torch::nn::BatchNorm2d(kWidth1))),
+        conv3_(register_module("conv3", conv(kWidth1, kWidth2))), bn3_(register_module("bn3", torch::nn::BatchNorm2d(kWidth2))),
+        conv4_(register_module("conv4", conv(kWidth2, kWidth2))), bn4_(register_module("bn4", torch::nn::BatchNorm2d(kWidth2))),
+        drop_conv_(register_module("drop_conv", torch::nn::Dropout(kDropConv))),
+        fc1_(register_module("fc1", torch::nn::Linear(kWidth2 * 7 * 7, kFeatures))),
+        drop_fc_(register_module("drop_fc", torch::nn::Dropout(kDropFc))),
+        fc2_(register_module("fc2", torch::nn::Linear(kFeatures, kLogits))) {
+    // Saved with the weights: load_classifier refuses a checkpoint of another architecture.
+    register_buffer("architecture_version", torch::full({1}, kArchitectureVersion, torch::kLong));
   }
-  torch::Tensor forward(const torch::Tensor& images) { return fc2_(features(images)); }
+
+  /// Penultimate activations [N, 128] of images [N, 1, 28, 28] (clamped to [0, 1]).
+  torch::Tensor features(const torch::Tensor& images) {
+    if (!images.defined() || images.dim() != 4 || images.size(1) != 1 || images.size(2) != 28 || images.size(3) != 28)
+      throw shape_error(detail::concat("classifier: images must be [N, 1, 28, 28]; got ",
+                                       images.defined() ? detail::shape_text(images.sizes()) : "undefined"));
+    auto x = images.to(torch::kFloat32).clamp(0.0, 1.0);
+    x = torch::relu(bn1_(conv1_(x)));
+    x = torch::max_pool2d(torch::relu(bn2_(conv2_(x))), 2);
+    x = torch::relu(bn3_(conv3_(x)));
+    x = torch::max_pool2d(torch::relu(bn4_(conv4_(x))), 2);
+    return torch::relu(fc1_(drop_conv_(x.flatten(1))));
+  }
+  /// Logits [N, 11]: the 10 classes, then reject. The last linear layer gives 10 class scores d
+  /// and one reject score z; the reject logit is z + logsumexp(d), so that the softmax over the
+  /// 11 logits factorises as p(reject) = sigmoid(z) and p(class k) = (1 − sigmoid(z))·softmax(d)_k.
+  /// Cross-entropy over the 11 is then the 10-way cross-entropy of the real images plus a binary
+  /// real-vs-degraded cross-entropy of z: degraded images train z only, never the class scores,
+  /// so the reject class does not blunt how the net tells real digits apart (an 11-way softmax
+  /// head did: 5–9 more held-out errors in our measurements).
+  torch::Tensor forward(const torch::Tensor& images) {
+    const auto scores = fc2_(drop_fc_(features(images)));
+    const auto d = scores.slice(1, 0, kClasses);
+    return torch::cat({d, scores.slice(1, kClasses) + torch::logsumexp(d, 1, /*keepdim=*/true)}, 1);
+  }
 
  private:
-  torch::nn::Conv2d conv1_, conv2_;
-  torch::nn::Linear fc1_, fc2_;
+  static torch::nn::Conv2d conv(std::int64_t in, std::int64_t out) {
+    return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false));  // BN adds the bias
+  }
+  torch::nn::Conv2d conv1_;
+  torch::nn::BatchNorm2d bn1_;
+  torch::nn::Conv2d conv2_;
+  torch::nn::BatchNorm2d bn2_;
+  torch::nn::Conv2d conv3_;
+  torch::nn::BatchNorm2d bn3_;
+  torch::nn::Conv2d conv4_;
+  torch::nn::BatchNorm2d bn4_;
+  torch::nn::Dropout drop_conv_;
+  torch::nn::Linear fc1_;
+  torch::nn::Dropout drop_fc_;
+  torch::nn::Linear fc2_;
 };
 TORCH_MODULE(DigitClassifier);
 
+// ---- training ----------------------------------------------------------------------------------
+
 struct ClassifierOptions {
-  int epochs = 3;
-  std::int64_t batch_size = 128;
-  double learning_rate = 1e-3;
+  int epochs = 12;
+  std::int64_t batch_size = 64;
+  double learning_rate = 2e-3;   ///< peak of the one-cycle schedule (AdamW)
   std::uint64_t seed = 0;
   torch::Device device = torch::kCPU;
+  double weight_decay = 5e-4;    ///< AdamW's decoupled weight decay (Loshchilov & Hutter 2019)
+  bool augment = true;           ///< distort the real images as `augmentation` says
+  Augmentation augmentation = {};
+  RejectTraining reject = {};
 };
 
-/// Trains the classifier on a labelled data set (Adam, cross-entropy, shuffled batches).
-/// `on_epoch(epoch, mean_loss)` reports progress.
+namespace detail {
+/// One-cycle learning rate (Smith & Topin 2019): linear warm-up from peak/25 over the first 20%
+/// of the steps, then cosine annealing to peak/10⁴.
+inline double one_cycle_lr(double peak, std::int64_t step, std::int64_t total) {
+  const double warm = std::max(1.0, 0.2 * static_cast<double>(total));
+  const double s = static_cast<double>(step);
+  if (s < warm) return peak / 25 + (peak - peak / 25) * s / warm;
+  const double progress = std::min(1.0, (s - warm) / std::max(1.0, static_cast<double>(total) - warm));
+  return peak / 1e4 + (peak - peak / 1e4) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
+}
+}  // namespace detail
+
+/// Trains the evaluator on a labelled data set of [N,1,28,28] images in [0, 1] with labels in
+/// [0, 10): AdamW with a one-cycle schedule, cross-entropy over the 11 logits, shuffled batches
+/// (batching.hpp's shuffled_order), each batch distorted as `augmentation` says and extended by
+/// reject.fraction × batch_size reject examples made from it (degradations.hpp); then BatchNorm's
+/// statistics are re-estimated at the final weights. `on_epoch(epoch, mean_loss)` reports
+/// progress. The defaults train MNIST's 9,000 digits in about 4 minutes on one CPU core.
 inline DigitClassifier train_classifier(const ImageDataset& train, const ClassifierOptions& options = {},
                                         const std::function<void(int, double)>& on_epoch = {}) {
   detail::require(options.epochs >= 1, "classifier.epochs", options.epochs, "must be at least 1");
-  detail::require(options.batch_size >= 1, "classifier.batch_size", options.batch_size, "must be at least 1");
+  detail::require(options.batch_size >= 2, "classifier.batch_size", options.batch_size, "must be at least 2");
+  detail::require(options.learning_rate > 0 && std::isfinite(options.learning_rate), "classifier.learning_rate",
+                  options.learning_rate, "must be positive and finite");
+  detail::require(options.weight_decay >= 0 && std::isfinite(options.weight_decay), "classifier.weight_decay",
+                  options.weight_decay, "must be ≥ 0 and finite");
+  detail::check_reject_training(options.reject);
+  detail::check_dataset(train, "train_classifier");
+  detail::check_eval_images(train.images, "train_classifier");
+  detail::check_eval_labels(train.labels, train.size(), DigitClassifierImpl::kClasses, "train_classifier");
+
   torch::manual_seed(options.seed);
   DigitClassifier net;
   net->to(options.device);
-  torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(options.learning_rate));
-  const auto data = train.to(options.device);
+  net->train();
+  torch::optim::AdamW optimizer(net->parameters(),
+                                torch::optim::AdamWOptions(options.learning_rate).weight_decay(options.weight_decay));
+  const auto data = ImageDataset{train.images.to(torch::kFloat32), train.labels.to(torch::kLong)}.to(options.device);
   const std::int64_t n = data.size();
+  const std::int64_t batches = batch_count(n, options.batch_size, false);
+  const std::int64_t total_steps = batches * options.epochs;
+  // One training batch: the real images (augmented), then reject examples made from them.
+  auto make_batch = [&](const torch::Tensor& idx) {
+    torch::NoGradGuard no_grad;
+    auto images = data.images.index_select(0, idx);
+    const auto labels = data.labels.index_select(0, idx);
+    if (options.augment) images = augment_real(images, options.augmentation);
+    const auto rejects = static_cast<std::int64_t>(std::llround(options.reject.fraction * static_cast<double>(images.size(0))));
+    return std::pair{torch::cat({images, reject_examples(images, labels, rejects, options.reject)}, 0),
+                     torch::cat({labels, torch::full({rejects}, DigitClassifierImpl::kReject, labels.options())}, 0)};
+  };
+  auto epoch_order = [&](int epoch) { return torch::tensor(shuffled_order(n, options.seed, epoch), torch::kLong).to(options.device); };
+  std::int64_t step = 0;
   for (int epoch = 0; epoch < options.epochs; ++epoch) {
-    Generator gen(options.seed + static_cast<std::uint64_t>(epoch) * 7919);
-    const auto order = torch::tensor(random_permutation(n, gen), torch::kLong).to(options.device);
+    const auto order = epoch_order(epoch);
     double total = 0;
-    std::int64_t batches = 0;
-    for (std::int64_t start = 0; start < n; start += options.batch_size) {
-      const auto idx = order.slice(0, start, std::min(n, start + options.batch_size));
-      auto loss = torch::nn::functional::cross_entropy(net->forward(data.images.index_select(0, idx)),
-                                                       data.labels.index_select(0, idx));
+    for (std::int64_t start = 0; start < n; start += options.batch_size, ++step) {
+      for (auto& group : optimizer.param_groups())
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(detail::one_cycle_lr(options.learning_rate, step, total_steps));
+      const auto [x, y] = make_batch(order.slice(0, start, std::min(n, start + options.batch_size)));
+      auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
       total += loss.item<double>();
-      ++batches;
     }
     if (on_epoch) on_epoch(epoch + 1, total / static_cast<double>(batches));
+  }
+  // BatchNorm's running statistics trail the weights by their momentum; after a short run they
+  // are far from the final weights' batch statistics and eval mode would read nonsense. Replace
+  // them by the plain average over one more pass of training batches at the final weights
+  // ("precise BN", Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", §3).
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::nn::BatchNorm2dImpl*> norms;
+    for (const auto& m : net->modules(false))
+      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
+    for (auto* bn : norms) bn->reset_running_stats(), bn->options.momentum(c10::optional<double>());  // none: cumulative mean
+    const auto order = epoch_order(options.epochs);
+    for (std::int64_t start = 0; start < n; start += options.batch_size) {
+      const auto [x, y] = make_batch(order.slice(0, start, std::min(n, start + options.batch_size)));
+      net->forward(x);
+    }
+    for (auto* bn : norms) bn->options.momentum(0.1);
   }
   net->eval();
   return net;
 }
 
+// ---- the cached checkpoint ---------------------------------------------------------------------
+
+/// Writes the weights, BatchNorm statistics and architecture version atomically (atomic_file.hpp).
 inline void save_classifier(DigitClassifier& net, const std::filesystem::path& path) {
   write_atomically(path, [&](const std::filesystem::path& tmp) { torch::save(net, tmp.string()); });
 }
 
+/// Loads a checkpoint of this architecture (version 2) in eval mode; anything else, including a
+/// checkpoint of the evaluator before version 2 (2 conv + 2 linear, no version), is an io_error
+/// that says so: delete the file and let the gallery retrain.
 inline DigitClassifier load_classifier(const std::filesystem::path& path, torch::Device device = torch::kCPU) {
   DigitClassifier net;
   try {
     torch::load(net, path.string());
   } catch (const c10::Error& e) {
-    detail::throw_io(path, "not a scoreflow classifier checkpoint (", std::string(e.what_without_backtrace()).substr(0, 200), ")");
+    detail::throw_io(path, "not a checkpoint of the scoreflow evaluator classifier (architecture version ",
+                     DigitClassifierImpl::kArchitectureVersion,
+                     "; a classifier.pt cached by an older scoreflow must be deleted and retrained): ",
+                     std::string(e.what_without_backtrace()).substr(0, 200));
   }
+  const auto version = net->named_buffers()["architecture_version"].item<std::int64_t>();
+  if (version != DigitClassifierImpl::kArchitectureVersion)
+    detail::throw_io(path, "evaluator classifier of architecture version ", version, ", this scoreflow reads version ",
+                     DigitClassifierImpl::kArchitectureVersion, "; delete the file and retrain");
   net->to(device);
   net->eval();
   return net;
 }
+
+// ---- reading images ----------------------------------------------------------------------------
 
 namespace detail {
 template <class F>
@@ -113,27 +299,47 @@ torch::Tensor batched(const torch::Tensor& images, std::int64_t batch, F&& f) {
   for (std::int64_t s = 0; s < images.size(0); s += batch) parts.push_back(f(images.slice(0, s, s + batch)));
   return torch::cat(parts, 0);
 }
+inline torch::Device device_of(DigitClassifier& net) { return net->parameters().front().device(); }
 }  // namespace detail
 
-/// Accuracy of `net` on images against labels; for generated images and their intended classes
-/// this is the CAS.
-inline double classification_accuracy(DigitClassifier& net, const torch::Tensor& images, const torch::Tensor& labels) {
-  if (images.size(0) != labels.size(0) || images.size(0) == 0)
-    throw shape_error(detail::concat("accuracy: ", images.size(0), " images but ", labels.size(0), " labels"));
+/// Logits [N, 11] (eval mode, no gradients, batches of 500) of images [N,1,28,28].
+inline torch::Tensor classifier_logits(DigitClassifier& net, const torch::Tensor& images) {
+  detail::check_eval_images(images, "classifier_logits");
   torch::NoGradGuard no_grad;
   net->eval();
-  const auto device = net->parameters().front().device();
-  const auto predicted = detail::batched(images.to(device), 500, [&](const torch::Tensor& b) { return net->forward(b).argmax(1); });
-  return predicted.eq(labels.to(device)).to(torch::kFloat64).mean().item<double>();
+  return detail::batched(images.to(detail::device_of(net)), 500, [&](const torch::Tensor& b) { return net->forward(b); });
 }
 
-/// Fréchet distance between Gaussians fitted to two feature matrices [N, D]:
-/// ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁^½ Σ₂ Σ₁^½)^½), computed in float64 with symmetric
-/// eigendecompositions (so the square roots are real and stable).
+/// Penultimate features [N, 128] (eval mode, no gradients) of images [N,1,28,28].
+inline torch::Tensor classifier_features(DigitClassifier& net, const torch::Tensor& images) {
+  detail::check_eval_images(images, "classifier_features");
+  torch::NoGradGuard no_grad;
+  net->eval();
+  return detail::batched(images.to(detail::device_of(net)), 500, [&](const torch::Tensor& b) { return net->features(b); });
+}
+
+/// Fraction of images read as their label; an image read as reject is wrong. For generated images
+/// and the classes they were generated for this is the CAS (Ravuri & Vinyals 2019).
+inline double classification_accuracy(DigitClassifier& net, const torch::Tensor& images, const torch::Tensor& labels) {
+  detail::check_eval_images(images, "classification_accuracy");
+  detail::check_eval_labels(labels, images.size(0), DigitClassifierImpl::kClasses, "classification_accuracy");
+  const auto predicted = classifier_logits(net, images).argmax(1);
+  return predicted.eq(labels.to(predicted.device(), torch::kLong)).to(torch::kFloat64).mean().item<double>();
+}
+
+/// Fréchet distance between Gaussians fitted to two feature matrices [N, D] (Heusel et al. 2017,
+/// eq. 6): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁^½ Σ₂ Σ₁^½)^½), in float64 with symmetric
+/// eigendecompositions (so the square roots are real and stable). Σ uses the unbiased 1/(N − 1)
+/// estimate; the distance between finite samples is biased upwards, more so for small N, so
+/// only distances at the same N compare (sample_quality.hpp's helpers fix N).
 inline double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
-  if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) || a.size(0) < 2 || b.size(0) < 2)
-    throw shape_error(detail::concat("frechet_distance: need two [N, D] feature matrices with N ≥ 2; got ", a.sizes(),
-                                     " and ", b.sizes()));
+  if (!a.defined() || !b.defined() || a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) || a.size(0) < 2 ||
+      b.size(0) < 2)
+    throw shape_error(detail::concat("frechet_distance: need two [N, D] feature matrices with the same D and N ≥ 2; got ",
+                                     a.defined() ? detail::shape_text(a.sizes()) : "undefined", " and ",
+                                     b.defined() ? detail::shape_text(b.sizes()) : "undefined"));
+  if (!torch::isfinite(a).all().item<bool>() || !torch::isfinite(b).all().item<bool>())
+    throw non_finite_error("frechet_distance: the feature matrices contain NaN or infinite values");
   auto stats = [](const torch::Tensor& f) {
     const auto x = f.to(torch::kCPU, torch::kFloat64);
     const auto mu = x.mean(0);
@@ -149,15 +355,12 @@ inline double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
   return ((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * trace_sqrt).item<double>();
 }
 
-/// Fréchet distance in the classifier's feature space between real and generated images.
+/// Fréchet distance in the classifier's feature space between real and generated images (all of
+/// each; fix N with sample_quality.hpp's classifier_frechet_distance_at or read_frechet to compare numbers).
 inline double classifier_frechet_distance(DigitClassifier& net, const torch::Tensor& real, const torch::Tensor& generated) {
-  torch::NoGradGuard no_grad;
-  net->eval();
-  const auto device = net->parameters().front().device();
-  auto feats = [&](const torch::Tensor& images) {
-    return detail::batched(images.to(device), 500, [&](const torch::Tensor& b) { return net->features(b); });
-  };
-  return frechet_distance(feats(real), feats(generated));
+  detail::check_eval_images(real, "classifier_frechet_distance (real)", 2);
+  detail::check_eval_images(generated, "classifier_frechet_distance (generated)", 2);
+  return frechet_distance(classifier_features(net, real), classifier_features(net, generated));
 }
 
 }  // namespace scoreflow
