@@ -61,12 +61,14 @@ inline std::string confusion_text(const scoreflow::ClassReading& r) {
   return out;
 }
 
-/// The held-out accuracy the gallery requires of its evaluator: 99% on MNIST; Fashion-MNIST's
-/// classes overlap (shirt / T-shirt / pullover), so a lower bar there; a classifier trained on a
-/// small subset (CI's tiny gallery) gets its own. The values are in the README ("The evaluator").
+/// The held-out accuracy the gallery requires of its evaluator: 99% on MNIST (measured 99.2% with
+/// the defaults, seed 0, one thread); Fashion-MNIST's classes overlap (shirt / T-shirt /
+/// pullover): 85% (measured 89.1% on 9,000 images); a classifier trained on a small subset gets
+/// its own bar (CI's tiny gallery: Fashion-MNIST's first 2,000 images, 3 epochs; measured 69.7%
+/// after 1 epoch and 76.0% after 2). The measurements are in the README ("The evaluator").
 inline double required_accuracy(const std::string& dataset, std::int64_t training_images) {
   if (dataset == "mnist") return training_images >= 5000 ? 0.99 : 0.95;
-  return training_images >= 5000 ? 0.88 : 0.75;
+  return training_images >= 5000 ? 0.85 : 0.65;
 }
 
 /// The evaluator classifier, trained once per dataset and training-set size, then cached in

@@ -12,6 +12,7 @@
 #include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch/data/idx.hpp"
 #include "scoreflow/torch/eval/evaluator.hpp"
+#include "scoreflow/torch/eval/sample_quality.hpp"
 #include "scoreflow/torch/interop/prompt_embeddings.hpp"
 #include "scoreflow/torch/interop/torchscript_denoiser.hpp"
 #include "scoreflow/torch/io/archive_integrity.hpp"

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "torch/model_helpers.hpp"
+#include "torch/scratch_dir.hpp"
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
 
@@ -40,22 +41,7 @@ Data synthetic_digits(std::int64_t n, std::uint64_t seed, std::int64_t classes =
   return {images.clamp(0.0, 1.0), labels};
 }
 
-/// Per-process scratch root, removed when the test program exits.
-struct TempRoot {
-  fs::path path = fs::temp_directory_path() / ("scoreflow_test_training_" + std::to_string(::getpid()));
-  ~TempRoot() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-fs::path temp_dir(const std::string& name) {
-  static const TempRoot root;
-  auto dir = root.path / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path temp_dir(const std::string& name) { return sftest::scratch_dir("training", name); }
 
 
 /// Mean training loss over the first and the last `window` steps of a run.

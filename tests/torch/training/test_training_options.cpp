@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "torch/model_helpers.hpp"
+#include "torch/scratch_dir.hpp"
 #include "scoreflow/torch.hpp"
 
 using namespace scoreflow;
@@ -75,21 +76,7 @@ void set_w(Tiny& net, std::vector<float> w) {
   net->w.copy_(torch::tensor(w));
 }
 
-struct TempRoot {
-  fs::path path = fs::temp_directory_path() / ("scoreflow_test_options_" + std::to_string(::getpid()));
-  ~TempRoot() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-fs::path temp_dir(const std::string& name) {
-  static const TempRoot root;
-  auto dir = root.path / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path temp_dir(const std::string& name) { return sftest::scratch_dir("options", name); }
 
 bool equal_dicts(const torch::OrderedDict<std::string, torch::Tensor>& a,
                  const torch::OrderedDict<std::string, torch::Tensor>& b) {
