@@ -40,6 +40,7 @@
 #include "scoreflow/torch/data/dataset.hpp"
 #include "scoreflow/torch/eval/degradations.hpp"
 #include "scoreflow/torch/io/atomic_file.hpp"
+#include "scoreflow/torch/training/batchnorm_statistics.hpp"
 
 namespace scoreflow {
 
@@ -246,19 +247,13 @@ inline DigitClassifier train_classifier(const ImageDataset& train, const Classif
   // are far from the final weights' batch statistics and eval mode would read nonsense. Replace
   // them by the plain average over one more pass of training batches at the final weights
   // ("precise BN", Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", §3).
-  {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::nn::BatchNorm2dImpl*> norms;
-    for (const auto& m : net->modules(false))
-      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
-    for (auto* bn : norms) bn->reset_running_stats(), bn->options.momentum(c10::optional<double>());  // none: cumulative mean
+  training::recompute_batchnorm_statistics(net, [&] {
     const auto order = epoch_order(options.epochs);
     for (std::int64_t start = 0; start < n; start += options.batch_size) {
       const auto [x, y] = make_batch(order.slice(0, start, std::min(n, start + options.batch_size)));
       net->forward(x);
     }
-    for (auto* bn : norms) bn->options.momentum(0.1);
-  }
+  });
   net->eval();
   return net;
 }

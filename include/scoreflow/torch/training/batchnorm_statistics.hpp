@@ -29,6 +29,29 @@ struct RecalibrationOptions {
   torch::Device device = torch::kCPU;
 };
 
+/// The mechanism under recalibrate_batchnorm (and the evaluator's "precise BN"): every
+/// BatchNorm2d in `net` is reset to an exact cumulative average (momentum = none), `passes()`
+/// runs the forward calls whose batch statistics it averages (without gradients; the caller
+/// sets the mode), then each layer gets its momentum back. Returns the number of layers; with
+/// none, `passes` is not run.
+template <class Net, class Passes>
+std::int64_t recompute_batchnorm_statistics(Net& net, Passes&& passes) {
+  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> layers;
+  for (const auto& m : net->modules(/*include_self=*/true))
+    if (auto* bn = m->template as<torch::nn::BatchNorm2dImpl>(); bn != nullptr) {
+      layers.emplace_back(bn, bn->options.momentum());
+      bn->reset_running_stats();
+      bn->options.momentum(c10::nullopt);  // cumulative average over the passes
+    }
+  if (layers.empty()) return 0;
+  {
+    torch::NoGradGuard no_grad;
+    passes();
+  }
+  for (auto& [bn, momentum] : layers) bn->options.momentum(momentum);
+  return static_cast<std::int64_t>(layers.size());
+}
+
 /// Recomputes the running statistics of every BatchNorm2d in `net` (a module holder) for its
 /// current weights; returns how many BatchNorm layers it recalibrated (0: nothing to do, e.g. a
 /// GroupNorm net). Leaves the net in eval mode.
@@ -39,21 +62,9 @@ std::int64_t recalibrate_batchnorm(Net& net, const Objective& objective, const D
   scoreflow::detail::require(options.batch_size >= 1, "recalibration batch_size", options.batch_size,
                              "must be positive");
   if (!data.open) throw invalid_option("recalibrate_batchnorm: data.open is empty");
-  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> layers;
-  for (const auto& m : net->modules(/*include_self=*/true))
-    if (auto* bn = m->template as<torch::nn::BatchNorm2dImpl>(); bn != nullptr) {
-      layers.emplace_back(bn, bn->options.momentum());
-      bn->reset_running_stats();
-      bn->options.momentum(c10::nullopt);  // cumulative average over the pass
-    }
-  if (layers.empty()) {
-    net->eval();
-    return 0;
-  }
   TrainingRng rng(options.seed);
   net->train();
-  {
-    torch::NoGradGuard no_grad;
+  const auto layers = recompute_batchnorm_statistics(net, [&] {
     std::int64_t done = 0;
     for (std::int64_t epoch = 0; done < options.batches; ++epoch) {
       BatchStream stream = data.open(EpochRequest{epoch, options.batch_size, options.seed});
@@ -68,10 +79,9 @@ std::int64_t recalibrate_batchnorm(Net& net, const Objective& objective, const D
       }
       if (in_epoch == 0) throw invalid_option("recalibrate_batchnorm: the data source yielded no batch");
     }
-  }
-  for (auto& [bn, momentum] : layers) bn->options.momentum(momentum);
+  });
   net->eval();
-  return static_cast<std::int64_t>(layers.size());
+  return layers;
 }
 
 }  // namespace scoreflow::training
