@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "scoreflow/errors.hpp"
+#include "scoreflow/process/noise_level.hpp"
 #include "scoreflow/process/prediction.hpp"
 #include "scoreflow/process/time_grid.hpp"
 #include "scoreflow/tensor/tensor.hpp"
@@ -86,6 +87,30 @@ struct CallSite {
   double time;
 };
 
+/// What a guidance policy may know about the prediction it makes (policy/guidance.hpp): where in
+/// the run it is, how noisy the input is, and the per-prompt guidance scales of the combiner. The
+/// sampler fills it for every prediction; outside a sampler (`evaluate`) it is empty.
+struct GuidanceContext {
+  std::size_t step = 0;         ///< the loop's step, 1 … total_steps (0: not in a sampler)
+  std::size_t total_steps = 0;  ///< steps in this run
+  std::size_t call_index = 0;   ///< predictions made before this one in this run
+  /// (α, σ) of the input, when the schedule provides level_at(time) (every schedule of
+  /// policy/schedule.hpp does).
+  std::optional<NoiseLevel> level;
+  /// x̂ = a·x + b·prediction for the model's kind at this level (DataMap, noise_level.hpp), when
+  /// the schedule provides data_map(kind, level) and the kind determines x̂ there.
+  std::optional<DataMap> data_map;
+  /// The combiner's guidance scale of each input, where it sets one (anagram and factorized
+  /// parts' `guidance_scale`); empty, or one entry per input.
+  std::span<const std::optional<double>> prompt_scales;
+
+  /// Run progress in [0, 1]: 0 at the first step, 1 at the last.
+  [[nodiscard]] double progress() const {
+    if (total_steps <= 1 || step == 0) return 0.0;
+    return static_cast<double>(step - 1) / static_cast<double>(total_steps - 1);
+  }
+};
+
 namespace detail {
 inline double time_value(Timestep t) { return t.value; }
 inline double time_value(FlowTime t) { return t.value; }
@@ -138,7 +163,8 @@ concept TensorList = std::ranges::contiguous_range<R> && std::ranges::sized_rang
                      Tensor<std::ranges::range_value_t<R>>;
 
 /// The model at one time of one step: what guidance policies call. The sampler builds one per
-/// prediction; guidance never sees the Denoiser struct, the time or the error-reporting context.
+/// prediction; guidance never sees the Denoiser struct or the error-reporting context, only the
+/// prediction kind and the GuidanceContext.
 /// Every answer is shape-checked (and finiteness-checked) against its inputs and split into value
 /// and learned variance as the model declares.
 template <class M, Tensor T, class Time, class C>
@@ -147,8 +173,11 @@ class ModelCall {
   using tensor_type = T;
   using condition_type = C;
 
-  ModelCall(M& model, Time time, CallSite site, bool check_finite)
-      : model_(model), time_(time), site_(site), check_finite_(check_finite) {}
+  ModelCall(M& model, Time time, CallSite site, bool check_finite, GuidanceContext context = {})
+      : model_(model), time_(time), site_(site), check_finite_(check_finite), context_(context) {}
+
+  [[nodiscard]] const GuidanceContext& context() const { return context_; }
+  [[nodiscard]] Parameterization prediction() const { return model_.prediction; }
 
   /// One prediction per (xs[i], conds[i]): one batched model call when the condition type
   /// concatenates, one call per input otherwise.
@@ -197,6 +226,7 @@ class ModelCall {
   Time time_;
   CallSite site_;
   bool check_finite_;
+  GuidanceContext context_;
 };
 
 /// Evaluates the model on inputs xs[i] with conditions conds[i] at one time (ModelCall's

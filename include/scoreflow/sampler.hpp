@@ -7,6 +7,7 @@
 //   T image = s.sample(model, PureNoise<T>{prototype}, gen);
 #include <concepts>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -79,16 +80,25 @@ struct Sampler {
     const auto path = constraint.path(n, state.index);
 
     std::size_t step = 0, calls = 0;
+    const std::size_t total = path.size() - 1;
+    const auto prompt_scales = detail::prompt_scales_of(combiner);
+    detail::guidance_state_t<Guidance, T> guidance_state{};  // this run's, e.g. APG's momentum
     auto predict = [&](const T& x, time_type time) -> Prediction<T> {
+      GuidanceContext context{step, total, calls, std::nullopt, std::nullopt, prompt_scales};
+      if constexpr (requires { schedule.level_at(time); }) {
+        context.level = schedule.level_at(time);
+        if constexpr (requires { schedule.data_map(model.prediction, *context.level); })
+          context.data_map = schedule.data_map(model.prediction, *context.level);
+      }
       ++calls;
       const ModelCall<Model, T, time_type, condition_type> call(model, time, CallSite{step, detail::time_value(time)},
-                                                                 options.check_finite);
+                                                                 options.check_finite, context);
       const auto inputs = combiner.inputs(x);  // kept alive across the guidance call
-      return combiner.combine(guidance(call, std::span<const T>(inputs), combiner.conditions()));
+      return combiner.combine(detail::invoke_guidance(guidance, call, std::span<const T>(inputs),
+                                                      combiner.conditions(), guidance_state));
     };
     T x = std::move(state.x);
     SolverHistory<T> history = std::move(state.history);
-    const std::size_t total = path.size() - 1;
     if (report(on_step, StepInfo<T>{0, total, path[0], detail::time_value(schedule.time(path[0])), calls, x, history}))
       throw cancelled("sampling cancelled by the step callback before step 1");
     for (std::size_t k = 0; k + 1 < path.size(); ++k) {

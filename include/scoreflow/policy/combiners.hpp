@@ -3,6 +3,7 @@
 // (input, condition) pairs the model must see — all of them go through one guidance call, hence
 // one batched model call — and how the answers combine back into one prediction.
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -53,6 +54,12 @@ class Partwise {
     for (const auto& p : parts_) out.push_back(p.condition);
     return out;
   }
+  /// Each part's own guidance scale, where it sets one (ClassifierFree uses it instead of its γ).
+  std::vector<std::optional<double>> guidance_scales() const {
+    std::vector<std::optional<double>> out;
+    for (const auto& p : parts_) out.push_back(p.guidance_scale);
+    return out;
+  }
   template <ImageTensor T>
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) parts_[i].map_back(answers[i]);
@@ -78,6 +85,7 @@ template <class C>
 struct AnagramPart {
   C condition;
   View view;
+  std::optional<double> guidance_scale{};  ///< this prompt's γ under ClassifierFree (unset: the policy's)
   template <ImageTensor T>
   T model_input(const T& x) const { return view.apply(x); }
   template <ImageTensor T>
@@ -104,6 +112,7 @@ template <class C>
 struct FactorizedPart {
   C condition;
   Filter filter;
+  std::optional<double> guidance_scale{};  ///< this prompt's γ under ClassifierFree (unset: the policy's)
   template <ImageTensor T>
   T model_input(const T& x) const { return x; }
   template <ImageTensor T>

@@ -10,12 +10,14 @@
 //   Start       tensor_type, index(), init(schedule, gen) -> StartState<T>
 //   Schedule    time_type, size(), time(i), forward(x, i, noise), step(x, i, predict, gen, history),
 //               renoise(x, from, to, noise)
-//   Guidance    operator()(call, inputs, conditions), call a ModelCall (denoiser.hpp)
-//   Combiner    inputs(x), conditions(), combine(answers)
+//   Guidance    operator()(call, inputs, conditions[, state]), call a ModelCall (denoiser.hpp);
+//               optional state_type<T> (one per run)
+//   Combiner    inputs(x), conditions(), combine(answers); optional guidance_scales()
 //   Constraint  path(n, start), check(x), apply(x, i, schedule, gen)
 //   model       fn(x, time, condition), prediction, variance (DenoiserFor, denoiser.hpp)
 #include <concepts>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -118,12 +120,53 @@ template <CombinerHasConditions K>
 using combiner_condition_t = std::remove_cvref_t<decltype(std::declval<const K&>().conditions()[0])>;
 
 // ---- Guidance -----------------------------------------------------------------------------------
+namespace detail {
+/// A guidance policy that keeps state across the predictions of one run (APG's momentum) declares
+/// `template <class T> using state_type = …;`; the sampler makes a fresh one per `sample` call
+/// and passes it as a fourth argument. Stateless policies get this empty one and never see it.
+struct NoGuidanceState {};
+template <class G, class T>
+struct guidance_state {
+  using type = NoGuidanceState;
+};
+template <class G, class T>
+  requires requires { typename G::template state_type<T>; }
+struct guidance_state<G, T> {
+  using type = typename G::template state_type<T>;
+};
+template <class G, class T>
+using guidance_state_t = typename guidance_state<G, T>::type;
+
+template <class G, class Call, class T, class C>
+std::vector<Prediction<T>> invoke_guidance(const G& g, const Call& call, std::span<const T> xs,
+                                           const std::vector<C>& conds, guidance_state_t<G, T>& state) {
+  if constexpr (std::same_as<guidance_state_t<G, T>, NoGuidanceState>)
+    return g(call, xs, conds);
+  else
+    return g(call, xs, conds, state);
+}
+
+/// The combiner's per-input guidance scales (`guidance_scales()`), or none.
+template <class K>
+std::vector<std::optional<double>> prompt_scales_of(const K& k) {
+  if constexpr (requires { { k.guidance_scales() } -> std::convertible_to<std::vector<std::optional<double>>>; })
+    return k.guidance_scales();
+  else
+    return {};
+}
+}  // namespace detail
+
 /// Guidance gets the model only through the call the sampler builds (ModelCall, denoiser.hpp).
 template <class G, class M, class T, class Time, class C>
-concept GuidanceFor = requires(const G& g, const ModelCall<M, T, Time, C>& call, std::span<const T> xs,
-                               const std::vector<C>& conds) {
-  { g(call, xs, conds) } -> std::same_as<std::vector<Prediction<T>>>;
-};
+concept GuidanceFor =
+    (std::same_as<detail::guidance_state_t<G, T>, detail::NoGuidanceState> &&
+     requires(const G& g, const ModelCall<M, T, Time, C>& call, std::span<const T> xs, const std::vector<C>& conds) {
+       { g(call, xs, conds) } -> std::same_as<std::vector<Prediction<T>>>;
+     }) ||
+    requires(const G& g, const ModelCall<M, T, Time, C>& call, std::span<const T> xs, const std::vector<C>& conds,
+             detail::guidance_state_t<G, T>& state) {
+      { g(call, xs, conds, state) } -> std::same_as<std::vector<Prediction<T>>>;
+    };
 
 // ---- Constraint ---------------------------------------------------------------------------------
 template <class K>

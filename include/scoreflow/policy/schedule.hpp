@@ -12,6 +12,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <optional>
 
 #include "scoreflow/process/noise_level.hpp"
 #include "scoreflow/process/noise_schedule.hpp"
@@ -55,6 +56,11 @@ struct DiffusionSchedule {
   [[nodiscard]] Timestep time(std::size_t i) const { return grid[i]; }
   [[nodiscard]] double alpha_bar(std::size_t i) const { return table.alpha_bar(grid[i].value); }
   [[nodiscard]] NoiseLevel level(std::size_t i) const { return diffusion::level(alpha_bar(i)); }
+  /// The level of any timestep of the table (the model may be called between grid points).
+  [[nodiscard]] NoiseLevel level_at(Timestep t) const { return diffusion::level(table.alpha_bar(t.value)); }
+  [[nodiscard]] std::optional<DataMap> data_map(Parameterization kind, NoiseLevel l) const {
+    return diffusion::data_map(kind, l);
+  }
 
   /// x̂₀ from whatever the model predicts (a learned-range variance output is not used here: the
   /// ODE solvers drop it, as diffusers does; DDPMStep reads it from the Prediction).
@@ -103,6 +109,10 @@ struct FlowSchedule {
   [[nodiscard]] std::size_t size() const { return grid.size(); }
   [[nodiscard]] FlowTime time(std::size_t i) const { return grid[i]; }
   [[nodiscard]] NoiseLevel level(std::size_t i) const { return flow::level(grid[i].value); }
+  [[nodiscard]] NoiseLevel level_at(FlowTime t) const { return flow::level(t.value); }
+  [[nodiscard]] std::optional<DataMap> data_map(Parameterization kind, NoiseLevel l) const {
+    return flow::data_map(kind, l);
+  }
   [[nodiscard]] FlowTime time_at(NoiseLevel l) const { return {flow::time_of(l)}; }
   [[nodiscard]] NoiseLevel level_at_lambda(double lambda) const { return flow::level_at_lambda(lambda); }
 
@@ -155,6 +165,10 @@ struct SigmaSchedule {
   [[nodiscard]] std::size_t size() const { return grid.size(); }
   [[nodiscard]] Sigma time(std::size_t i) const { return grid[i]; }
   [[nodiscard]] NoiseLevel level(std::size_t i) const { return {1.0, grid[i].value}; }
+  [[nodiscard]] NoiseLevel level_at(Sigma s) const { return {1.0, s.value}; }
+  [[nodiscard]] std::optional<DataMap> data_map(Parameterization kind, NoiseLevel l) const {
+    return ve::data_map(kind, l);
+  }
   [[nodiscard]] Sigma time_at(NoiseLevel l) const { return {l.ve_sigma()}; }
   [[nodiscard]] NoiseLevel level_at_lambda(double lambda) const { return {1.0, std::exp(-lambda)}; }
 

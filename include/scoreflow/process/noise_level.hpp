@@ -31,6 +31,16 @@ struct NoiseLevel {
   friend bool operator==(NoiseLevel, NoiseLevel) = default;
 };
 
+/// The data estimate as an affine map of the model's answer at one level: x̂ = a·x + b·p, with
+/// (a, b) fixed by the prediction kind and the level (the `data_estimate` formulas of
+/// process/process.hpp, written as coefficients). Guidance that works on data estimates
+/// (policy/guidance.hpp, GuidanceSpace::data) maps both answers to x̂ and the result back by
+/// p = (x̂ − a·x)/b; at b = 0 the answer does not move x̂, so there is no way back.
+struct DataMap {
+  double from_input;       ///< a
+  double from_prediction;  ///< b
+};
+
 namespace diffusion {
 /// Variance preserving: α = √ᾱ, σ = √(1 − ᾱ).
 inline NoiseLevel level(double alpha_bar) { return {std::sqrt(alpha_bar), std::sqrt(1.0 - alpha_bar)}; }

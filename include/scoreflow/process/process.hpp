@@ -2,6 +2,7 @@
 // The forward processes and the conversions between prediction types.
 #include <cmath>
 #include <concepts>
+#include <optional>
 #include <vector>
 
 #include "scoreflow/errors.hpp"
@@ -121,6 +122,17 @@ T data_estimate(const Prediction<T>& p, const T& x_t, NoiseLevel l) {
   }
   throw invalid_option("prediction kind: unknown");
 }
+/// data_estimate's coefficients (noise_level.hpp, DataMap); none for a noise prediction at ᾱ = 0.
+inline std::optional<DataMap> data_map(Parameterization kind, NoiseLevel l) {
+  switch (kind) {
+    case Parameterization::noise:
+      if (l.is_pure_noise()) return std::nullopt;
+      return DataMap{1.0 / l.alpha, -l.sigma / l.alpha};
+    case Parameterization::sample: return DataMap{0.0, 1.0};
+    case Parameterization::velocity: return DataMap{l.alpha, -l.sigma};
+  }
+  return std::nullopt;
+}
 }  // namespace diffusion
 
 /// Flow matching, the seed's convention (Part B §2): x_t = (1 − t) x₀ + t x₁, x₀ ~ N(0, I) noise,
@@ -171,6 +183,18 @@ T data_estimate(const Prediction<T>& p, const T& x_t, NoiseLevel l) {
   }
   throw invalid_option("prediction kind: unknown");
 }
+
+/// data_estimate's coefficients (noise_level.hpp, DataMap); none for a noise prediction at t = 0.
+inline std::optional<DataMap> data_map(Parameterization kind, NoiseLevel l) {
+  switch (kind) {
+    case Parameterization::velocity: return DataMap{1.0, l.sigma};
+    case Parameterization::sample: return DataMap{0.0, 1.0};
+    case Parameterization::noise:
+      if (l.is_pure_noise()) return std::nullopt;
+      return DataMap{1.0 / l.alpha, -l.sigma / l.alpha};
+  }
+  return std::nullopt;
+}
 }  // namespace flow
 
 /// Variance exploding (Karras et al. 2022, "EDM"; k-diffusion): x = x₀ + σ ε, the model D(x, σ).
@@ -192,6 +216,16 @@ T data_estimate(const Prediction<T>& p, const T& x, NoiseLevel l) {
                            "declare the model as Parameterization::sample (EDM's D) or noise");
   }
   throw invalid_option("prediction kind: unknown");
+}
+
+/// data_estimate's coefficients (noise_level.hpp, DataMap); none for a velocity.
+inline std::optional<DataMap> data_map(Parameterization kind, NoiseLevel l) {
+  switch (kind) {
+    case Parameterization::sample: return DataMap{0.0, 1.0};
+    case Parameterization::noise: return DataMap{1.0, -l.sigma};
+    case Parameterization::velocity: return std::nullopt;
+  }
+  return std::nullopt;
 }
 }  // namespace ve
 

@@ -12,7 +12,8 @@
 //                            split_channels, all_finite
 //   image (ImageTensor)      permute_pixels, blur,                        views and filters (anagrams,
 //                            abs_quantile_per_sample,                     hybrids), dynamic
-//                            clamp_divide_per_sample                      thresholding
+//                            clamp_divide_per_sample, dot_per_sample      thresholding, guidance rules
+//                                                                         that project or rescale
 //   host copy (HostCopyable) to_vector, from_vector                       tests, interop with plain data
 //   fast paths (optional,    axpby_randn, repeat_batch, axpby_halves,     the DDPM/DDIM noisy step,
 //   declared in fast_paths)  axpby_rows                                   batched CFG, training
@@ -88,6 +89,7 @@ concept ImageTensor = Tensor<T> && requires(
   { tensor_traits<T>::blur(x, values) } -> std::same_as<T>;       // separable, reflect padding
   { tensor_traits<T>::abs_quantile_per_sample(x, a) } -> std::same_as<std::vector<double>>;
   { tensor_traits<T>::clamp_divide_per_sample(x, values) } -> std::same_as<T>;  // clamp(x,±s)/s
+  { tensor_traits<T>::dot_per_sample(x, x) } -> std::same_as<std::vector<double>>;  // Σ over axes ≥ 1 of x⊙y
 };
 
 /// Row-major copies to and from plain doubles (tests, interop).
@@ -201,6 +203,13 @@ template <ImageTensor T> std::vector<double> abs_quantile_per_sample(const T& x,
 }
 template <ImageTensor T> T clamp_divide_per_sample(const T& x, const std::vector<double>& s) {
   return tensor_traits<T>::clamp_divide_per_sample(x, s);
+}
+
+/// ⟨x_n, y_n⟩ for every sample n of the batch (the sum over all non-batch axes), accumulated in
+/// double precision.
+template <ImageTensor T> std::vector<double> dot_per_sample(const T& x, const T& y) {
+  if (shape(x) != shape(y)) throw shape_error("dot_per_sample: the two tensors differ in shape");
+  return tensor_traits<T>::dot_per_sample(x, y);
 }
 
 template <HostCopyable T> std::vector<double> to_vector(const T& x) { return tensor_traits<T>::to_vector(x); }

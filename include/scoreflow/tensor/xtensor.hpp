@@ -209,6 +209,15 @@ struct tensor_traits<xt::xarray<S>> {
     }
     return out;
   }
+  static std::vector<double> dot_per_sample(const array& x, const array& y) {
+    const auto n = x.shape()[0];
+    const std::size_t per = n == 0 ? 0 : x.size() / n;
+    std::vector<double> out(n, 0.0);
+    for (std::size_t b = 0; b < n; ++b)
+      for (std::size_t i = 0; i < per; ++i)
+        out[b] += static_cast<double>(x.data()[b * per + i]) * static_cast<double>(y.data()[b * per + i]);
+    return out;
+  }
   static std::vector<double> to_vector(const array& x) { return std::vector<double>(x.begin(), x.end()); }
   static array from_vector(const std::vector<double>& values, const Shape& shape, const array&) {
     std::vector<std::size_t> sh(shape.begin(), shape.end());

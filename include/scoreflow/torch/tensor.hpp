@@ -160,6 +160,11 @@ struct tensor_traits<torch::Tensor> {
     auto bound = torch::tensor(s, torch::TensorOptions().dtype(torch::kFloat64)).to(x.options()).view(view);
     return at::maximum(at::minimum(x, bound), -bound) / bound;
   }
+  static std::vector<double> dot_per_sample(const T& x, const T& y) {
+    const auto n = x.size(0);
+    auto d = (x.reshape({n, -1}).to(torch::kFloat64) * y.reshape({n, -1}).to(torch::kFloat64)).sum(1).cpu();
+    return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+  }
   static std::vector<double> to_vector(const T& x) {
     auto c = x.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
