@@ -97,6 +97,9 @@ struct GuidanceContext {
   /// (α, σ) of the input, when the schedule provides level_at(time) (every schedule of
   /// policy/schedule.hpp does).
   std::optional<NoiseLevel> level;
+  /// (α, σ) at the grid point the step starts from: the same for every evaluation of a multi-stage
+  /// step (Heun's corrector sees level ≠ step_level).
+  std::optional<NoiseLevel> step_level;
   /// x̂ = a·x + b·prediction for the model's kind at this level (DataMap, noise_level.hpp), when
   /// the schedule provides data_map(kind, level) and the kind determines x̂ there.
   std::optional<DataMap> data_map;

@@ -79,14 +79,15 @@ struct Sampler {
     constraint.check(state.x);
     const auto path = constraint.path(n, state.index);
 
-    std::size_t step = 0, calls = 0;
+    std::size_t step = 0, calls = 0, step_from = path[0];
     const std::size_t total = path.size() - 1;
     const auto prompt_scales = detail::prompt_scales_of(combiner);
     detail::guidance_state_t<Guidance, T> guidance_state{};  // this run's, e.g. APG's momentum
     auto predict = [&](const T& x, time_type time) -> Prediction<T> {
-      GuidanceContext context{step, total, calls, std::nullopt, std::nullopt, prompt_scales};
+      GuidanceContext context{step, total, calls, std::nullopt, std::nullopt, std::nullopt, prompt_scales};
       if constexpr (requires { schedule.level_at(time); }) {
         context.level = schedule.level_at(time);
+        context.step_level = schedule.level_at(schedule.time(step_from));
         if constexpr (requires { schedule.data_map(model.prediction, *context.level); })
           context.data_map = schedule.data_map(model.prediction, *context.level);
       }
@@ -104,6 +105,7 @@ struct Sampler {
     for (std::size_t k = 0; k + 1 < path.size(); ++k) {
       step = k + 1;
       const std::size_t from = path[k], to = path[k + 1];
+      step_from = from;
       if (to == from + 1) {
         // A constraint rewrites x after the step; the history keeps the answers the model gave
         // before (inpainting: README, "Multistep solvers and constraints").

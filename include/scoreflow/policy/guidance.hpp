@@ -68,7 +68,8 @@ T scale_rows(const std::vector<double>& f, const T& x) {
 
 /// CFG with rescale (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
 /// flawed", §3.4, eqs. 15–17): x_cfg = u + γ(c − u); x_re = x_cfg · std(c)/std(x_cfg);
-/// result φ x_re + (1 − φ) x_cfg, std per sample over C, H, W (diffusers' rescale_noise_cfg).
+/// result φ x_re + (1 − φ) x_cfg, std per sample over C, H, W (diffusers' rescale_noise_cfg,
+/// which divides by a zero std where x_cfg is constant; here the ratio is 1 there).
 struct RescaledCfg {
   double phi = 0.7;
 
@@ -85,8 +86,12 @@ struct RescaledCfg {
 /// Adaptive projected guidance (Sadat et al. 2024, "Eliminating oversaturation and artifacts of
 /// high guidance scales in diffusion models", Alg. 1): Δ = c − u, with momentum the running
 /// average Δ̄ ← Δ + β Δ̄ (β < 0 in the paper), clipped to norm r per sample, split into the parts
-/// parallel and orthogonal to c; result c + (γ − 1)(Δ⊥ + η Δ∥). The paper applies it to data
-/// estimates: use GuidanceSpace::data for that (`apg()` does).
+/// parallel and orthogonal to c; result c + (γ − 1)(Δ⊥ + η Δ∥). The average is kept unclipped;
+/// norms and projections are per sample over C, H, W. This is diffusers' `normalized_guidance`
+/// with use_original_formulation = True and guidance_scale γ − 1 (as its ACE-Step pipeline calls
+/// it); diffusers' default form u + γ(Δ⊥ + η Δ∥) differs from the paper's for η ≠ 1. The paper
+/// applies it to data estimates: use GuidanceSpace::data for that (`apg()` does); diffusers
+/// applies it to the model's output.
 struct ProjectedCfg {
   double eta = 0.0;             ///< weight of the parallel part (0: drop it, as the paper recommends)
   double momentum = -0.5;       ///< β; 0 disables the running average
@@ -122,6 +127,8 @@ struct ProjectedCfg {
 /// CFG-Zero* (Fan et al. 2025, eqs. 9–11): the unconditional answer scaled by
 /// s* = ⟨c, u⟩ / (‖u‖² + 10⁻⁸) per sample, result s* u + γ(c − s* u); and the first
 /// `zero_init_steps` steps of the run predict zero ("zero-init", for flow models: x stays put).
+/// zero_init_steps = k zeroes steps 1 … k, as diffusers' ClassifierFreeZeroStarGuidance; the
+/// authors' scripts' `zero_steps = k` zeroes k + 1 steps.
 struct ZeroStarCfg {
   std::size_t zero_init_steps = 1;
 
@@ -141,9 +148,13 @@ struct ZeroStarCfg {
 
 // ---- strength over the run -----------------------------------------------------------------------
 
-/// Where guidance acts, in EDM's σ = σ/α of the input (the noise level's ve_sigma; Kynkäänniemi et
-/// al. 2024, "Applying guidance in a limited interval improves sample and distribution quality in
-/// diffusion models", §3: guidance for σ ∈ (σ_lo, σ_hi], the conditional model elsewhere).
+/// Where guidance acts, in EDM's σ = σ/α (the noise level's ve_sigma; Kynkäänniemi et al. 2024,
+/// "Applying guidance in a limited interval improves sample and distribution quality in diffusion
+/// models": guidance for σ ∈ (σ_lo, σ_hi], the conditional model elsewhere). Decided once per
+/// step, at the level the step starts from, and kept for every evaluation of that step, as the
+/// authors' EDM sampler does (its interval is a range of step indices; their EDM2-XXL setting, steps
+/// 17–22 of the 32-step ρ = 7 grid, is σ ∈ [0.283, 1.609]). σ in (0.28, 5.42] is the setting
+/// usually quoted for SD-XL.
 struct GuidanceInterval {
   double sigma_lo = 0.0;
   double sigma_hi = std::numeric_limits<double>::infinity();
@@ -265,9 +276,10 @@ class ClassifierFree : public detail::rule_state_base<Rule> {
     if (i < context.prompt_scales.size() && context.prompt_scales[i]) gamma = *context.prompt_scales[i];
     double w = options_.schedule.weight(context.progress());
     if (options_.interval) {
-      if (!context.level)
+      const auto& level = context.step_level ? context.step_level : context.level;
+      if (!level)
         throw invalid_option("guidance interval: the schedule gives no noise level for this call (level_at(time))");
-      if (!options_.interval->contains(*context.level)) w = 0.0;
+      if (!options_.interval->contains(*level)) w = 0.0;
     }
     return 1.0 + (gamma - 1.0) * w;
   }

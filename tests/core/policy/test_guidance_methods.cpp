@@ -129,9 +129,9 @@ TEST_CASE_TEMPLATE("guidance interval: on exactly for σ in (σ_lo, σ_hi], the 
   CHECK(sftest::max_abs_diff(part, full) > 1e-3);
   CHECK(sftest::max_abs_diff(part, cond_only) > 1e-3);
 
-  const auto edm2 = GuidanceInterval{0.28, 5.42};  // the paper's EDM2 interval (§4)
-  CHECK(edm2.contains({1.0, 5.42}));
-  CHECK_FALSE(edm2.contains({1.0, 0.28}));
+  const auto sdxl = GuidanceInterval{0.28, 5.42};  // half-open: (σ_lo, σ_hi]
+  CHECK(sdxl.contains({1.0, 5.42}));
+  CHECK_FALSE(sdxl.contains({1.0, 0.28}));
   CHECK_THROWS_WITH_AS(GuidanceInterval::flow_times(0.7, 0.3), doctest::Contains("t_lo"), invalid_option);
   CHECK_THROWS_WITH_AS((ClassifierFree<T>{4.0, uncond, {}, GuidanceOptions{.interval = GuidanceInterval{2.0, 1.0}}}),
                        doctest::Contains("sigma_lo"), invalid_option);
@@ -288,4 +288,54 @@ TEST_CASE_TEMPLATE("guidance rules against their formulas, per sample", T, SCORE
   close(ProjectedCfg{0.25, 0.0, 0.5}(u, c, g, ctx, none), want_apg);
   close(ZeroStarCfg{1}(u, c, g, ctx), want_zero);
   CHECK(ops::to_vector(ZeroStarCfg{2}(u, c, g, ctx)) == std::vector<double>(8, 0.0));
+}
+
+TEST_CASE_TEMPLATE("guidance rules equal diffusers' numbers on recorded inputs", T, SCOREFLOW_BACKENDS) {
+  // Inputs and outputs (17 significant digits) from a float64 transcription of diffusers' guiders
+  // (commit 58eb52c0: guiders/guider_utils.py rescale_noise_cfg, adaptive_projected_guidance.py
+  // normalized_guidance and MomentumBuffer, classifier_free_zero_star_guidance.py), shape 2×1×2×2.
+  const auto t = [](std::vector<double> v) { return make<T>(v, {2, 1, 2, 2}); };
+  const T c0 = t({0.8123, -1.2457, 0.3519, 1.9061, -0.4472, 0.6038, -1.0519, 0.2544});
+  const T u0 = t({-0.6031, 0.4127, 1.0975, 0.2893, -0.3018, 0.7461, -0.8127, 0.1039});
+  const T c1 = t({0.5210, -0.9874, 0.7742, 1.4408, -0.6627, 0.3315, -1.2290, 0.5872});
+  const T u1 = t({-0.2488, 0.6143, 0.9051, 0.1177, -0.5104, 0.4982, -0.9963, 0.3367});
+  const T c2 = t({0.3376, -0.5519, 1.0628, 1.1187, -0.8841, 0.1206, -1.3352, 0.7935});
+  const T u2 = t({0.1049, 0.7735, 0.8816, -0.1624, -0.7215, 0.2679, -1.1028, 0.5581});
+  const double eps = std::is_same_v<T, xt::xarray<double>> ? 1e-12 : 2e-6;
+  const auto close = [&](const T& got, const std::vector<double>& want) {
+    const auto v = ops::to_vector(got);
+    REQUIRE(v.size() == want.size());
+    for (std::size_t i = 0; i < v.size(); ++i) CHECK(v[i] == doctest::Approx(want[i]).epsilon(eps));
+  };
+  const GuidanceContext ctx{.step = 2, .total_steps = 10};
+  close(LinearCfg{}(u0, c0, 5.0, ctx), {6.4739000000000004, -7.8792999999999997, -2.6304999999999996, 8.3733000000000004,
+                                        -1.0287999999999999, 0.034600000000000075, -2.0087000000000002, 0.85640000000000016});
+  close(RescaledCfg{0.7}(u0, c0, 5.0, ctx),
+        {2.7156285216865403, -3.305156368020012, -1.1034246476307086, 3.5123762030055934, -0.73423227125959656,
+         0.024693270398116349, -1.433565671927636, 0.61119412627013869});
+  close(RescaledCfg{1.0}(u0, c0, 5.0, ctx),
+        {1.1049407452664859, -1.3448090971714457, -0.44896378232958351, 1.4291231471508468, -0.60798895894228078,
+         0.020447529140166176, -1.1870795313251941, 0.50610589467162659});
+  // APG, paper form c + (γ − 1)(Δ⊥ + ηΔ∥): γ = 5, η = 0, β = −0.5, r = 2.5; three successive calls
+  // on one momentum buffer (call 1 clips sample 0; calls 2 and 3 must see the unclipped average).
+  const ProjectedCfg apg_rule{0.0, -0.5, 2.5};
+  std::optional<T> average;
+  close(apg_rule(u0, c0, 5.0, ctx, average),
+        {2.9227537607885639, -2.66263441517044, -3.5609059162786534, 0.80307267251041248, -0.75157860672572663,
+         -0.33969847329831449, -1.3566222191744008, 0.69869623781535095});
+  REQUIRE(average.has_value());
+  close(*average, {1.4154, -1.6584000000000001, -0.74559999999999993, 1.6168, -0.14539999999999997,
+                   -0.14229999999999998, -0.23920000000000008, 0.15050000000000002});
+  close(apg_rule(u1, c1, 5.0, ctx, average),
+        {-0.14672873733386615, -2.3411514102812676, 0.38044324674879193, 0.9660908162175923, -0.69115599831332764,
+         -0.19573762872963907, -1.1436888515573864, 1.03128870108584});
+  close(apg_rule(u2, c2, 5.0, ctx, average),
+        {0.27803765121664314, -2.8925195488935582, -1.4229693847362317, 2.34351096094804, -0.88084528337168977,
+         -0.34494852259402148, -1.2918564894897409, 0.94081556651446197});
+  // CFG-Zero*: α = ⟨c, u⟩/(‖u‖² + 1e−8) per sample (−0.0364…, 1.112…), then α u + γ(c − α u).
+  close(ZeroStarCfg{1}(u0, c0, 5.0, ctx),
+        {3.9736574235391693, -6.1683895186446946, 1.9193528066087913, 9.5726370541703165, -0.89357925437893138,
+         -0.29968826477097166, -1.6445717694955524, 0.8098478612656429});
+  const GuidanceContext first{.step = 1, .total_steps = 10};
+  CHECK(ops::to_vector(ZeroStarCfg{1}(u0, c0, 5.0, first)) == std::vector<double>(8, 0.0));
 }
