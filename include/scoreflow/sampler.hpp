@@ -81,9 +81,9 @@ struct Sampler {
 
     std::size_t step = 0, calls = 0, step_from = path[0];
     const std::size_t total = path.size() - 1;
-    const auto prompt_scales = detail::prompt_scales_of(combiner);
     detail::guidance_state_t<Guidance, T> guidance_state{};  // this run's, e.g. APG's momentum
-    auto predict = [&](const T& x, time_type time) -> Prediction<T> {
+    const auto guided = [&](const auto& parts, const T& x, time_type time) -> Prediction<T> {
+      const auto prompt_scales = detail::prompt_scales_of(parts);
       GuidanceContext context{step, total, calls, std::nullopt, std::nullopt, std::nullopt, prompt_scales};
       if constexpr (requires { schedule.level_at(time); }) {
         context.level = schedule.level_at(time);
@@ -94,9 +94,15 @@ struct Sampler {
       ++calls;
       const ModelCall<Model, T, time_type, condition_type> call(model, time, CallSite{step, detail::time_value(time)},
                                                                  options.check_finite, context);
-      const auto inputs = combiner.inputs(x);  // kept alive across the guidance call
-      return combiner.combine(detail::invoke_guidance(guidance, call, std::span<const T>(inputs),
-                                                      combiner.conditions(), guidance_state));
+      const auto inputs = parts.inputs(x);  // kept alive across the guidance call
+      return parts.combine(detail::invoke_guidance(guidance, call, std::span<const T>(inputs), parts.conditions(),
+                                                   guidance_state));
+    };
+    auto predict = [&](const T& x, time_type time) -> Prediction<T> {
+      if constexpr (requires { combiner.alternates(); combiner.at_step(step); }) {
+        if (combiner.alternates()) return guided(combiner.at_step(step), x, time);
+      }
+      return guided(combiner, x, time);
     };
     T x = std::move(state.x);
     SolverHistory<T> history = std::move(state.history);

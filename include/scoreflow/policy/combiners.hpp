@@ -2,6 +2,7 @@
 // Combiners: how one or several prompts shape one prediction. A combiner says which
 // (input, condition) pairs the model must see — all of them go through one guidance call, hence
 // one batched model call — and how the answers combine back into one prediction.
+#include <cmath>
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -38,7 +39,20 @@ namespace detail {
 template <class C, class Part>
 class Partwise {
  public:
-  enum class Reduction { mean, sum };
+  /// mean (anagrams), sum (factorized images), or alternate: step k uses part (k − 1) mod n alone
+  /// (the reference's "alternate" reduction; here only that part is evaluated, so a step costs one
+  /// prompt's model call instead of n).
+  enum class Reduction { mean, sum, alternate };
+
+  [[nodiscard]] Reduction reduction() const { return reduction_; }
+  /// The combiner the sampler uses at `step` (1-based): itself, or for `alternate` the one part
+  /// whose turn it is.
+  [[nodiscard]] bool alternates() const { return reduction_ == Reduction::alternate && parts_.size() > 1; }
+  [[nodiscard]] Partwise at_step(std::size_t step) const {
+    Partwise one = *this;
+    one.parts_ = {parts_[(step == 0 ? 0 : step - 1) % parts_.size()]};
+    return one;
+  }
 
   [[nodiscard]] const std::vector<Part>& parts() const { return parts_; }
 
@@ -64,6 +78,8 @@ class Partwise {
   Prediction<T> combine(std::vector<Prediction<T>> answers) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) parts_[i].map_back(answers[i]);
     const double w = reduction_ == Reduction::mean ? 1.0 / static_cast<double>(parts_.size()) : 1.0;
+    if (reduction_ == Reduction::alternate && parts_.size() > 1)
+      throw invalid_option("alternate reduction: combine needs the step's part (at_step) first");
     return weighted_sum(answers, std::vector<double>(parts_.size(), w));
   }
 
@@ -95,6 +111,14 @@ struct AnagramPart {
   }
 };
 
+struct AnagramOptions {
+  /// Average the parts (the paper), or alternate between them step by step.
+  bool alternate = false;
+  /// Accept views that are not orthogonal (View::scaled): the model then sees noise that is not
+  /// N(0, I), and the anagram no longer samples the product the paper describes.
+  bool allow_non_orthogonal = false;
+};
+
 /// Visual anagrams (seed §1.8; Geng et al. 2024), generalised to N prompts: prompt i sees
 /// view_i(x); its answer is mapped back by view_i⁻¹; the answers are averaged.
 ///   ε = ½ (CFG(x, p₁) + flip(CFG(flip(x), p₂)))  is  Anagram{{{p₁, identity}, {p₂, flip_vertical}}}.
@@ -102,8 +126,18 @@ template <class C>
 class Anagram : public detail::Partwise<C, AnagramPart<C>> {
  public:
   using Part = AnagramPart<C>;
-  explicit Anagram(std::vector<Part> parts)
-      : detail::Partwise<C, Part>(std::move(parts), detail::Partwise<C, Part>::Reduction::mean, "anagram parts") {}
+  using Base = detail::Partwise<C, Part>;
+  explicit Anagram(std::vector<Part> parts, AnagramOptions options = {})
+      : Base(std::move(parts), options.alternate ? Base::Reduction::alternate : Base::Reduction::mean, "anagram parts") {
+    if (!options.allow_non_orthogonal)
+      for (std::size_t i = 0; i < this->parts().size(); ++i)
+        if (!this->parts()[i].view.is_orthogonal())
+          throw invalid_option(detail::concat(
+              "anagram part ", i, ": view ", this->parts()[i].view.name(), " scaled by ", this->parts()[i].view.scale(),
+              " is not orthogonal (the model would see noise of standard deviation ",
+              std::abs(this->parts()[i].view.scale()), ", not N(0, I)); set AnagramOptions::allow_non_orthogonal "
+              "to use it anyway"));
+  }
 };
 
 /// One prompt of a factorized image: the model sees x; its answer (and a learned variance) passes

@@ -1,10 +1,19 @@
 #pragma once
 // Constraints: what happens to x after each step, and which grid points the sampler visits.
+//
+// One family: each keeps part of x equal to a known image noised to the current level, and lets
+// the model generate the rest —
+//   Inpaint       the pixels outside a mask                 (seed §1.7.2; RePaint)
+//   FixComponent  one linear component of a decomposition   (Factorized Diffusion's inverse
+//                 (low frequencies, grayscale, …)            problems: hybrids from a real image,
+//                                                            colourisation)
+// and SDEdit (policy/starts.hpp) is the same idea applied once, at the start.
 #include <cstddef>
 #include <map>
 #include <vector>
 
 #include "scoreflow/errors.hpp"
+#include "scoreflow/policy/filters.hpp"
 #include "scoreflow/tensor/random.hpp"
 #include "scoreflow/tensor/tensor.hpp"
 
@@ -92,6 +101,43 @@ class Inpaint {
   T original_;
   T mask_;
   RePaint repaint_;
+};
+
+/// Hold component f of the image to a reference (Geng et al., "Factorized Diffusion", ECCV 2024,
+/// §4.3 and the reference's --ref_im_path): after every step x ← f(forward(ref, t, z)) + (I − f)(x)
+/// with fresh noise z, so the model generates only the complement. With f = Filter::grayscale()
+/// a gray image is colourised; with f = Filter::low_pass() a real image's low frequencies carry a
+/// prompt's high ones. The reference projects before each model call, which is the same sequence:
+/// here the projection follows step k, which is before step k + 1's calls; it also follows the
+/// last step, so the final image's component is the (clean) reference's own, and it does not
+/// precede the first step (at pure noise the noised reference carries no signal).
+template <ImageTensor T>
+class FixComponent {
+ public:
+  FixComponent(T reference, Filter component) : reference_(std::move(reference)), component_(std::move(component)) {}
+
+  [[nodiscard]] std::vector<std::size_t> path(std::size_t n, std::size_t start) const { return straight_path(n, start); }
+
+  template <class Schedule>
+  T apply(const T& x, std::size_t i, const Schedule& schedule, Generator& gen) const {
+    const T known = schedule.forward(reference_, i, ops::randn_like(reference_, gen));
+    // f(known) + x − f(x) = x + f(known − x), one filter pass.
+    return ops::add(x, component_(ops::sub(known, x)));
+  }
+
+  void check(const T& x) const {
+    if (ops::shape(x) != ops::shape(reference_))
+      throw shape_error(detail::concat("fixed component: the reference image's shape ",
+                                       detail::shape_text(ops::shape(reference_)), " differs from the sample's shape ",
+                                       detail::shape_text(ops::shape(x))));
+  }
+
+  [[nodiscard]] const T& reference() const { return reference_; }
+  [[nodiscard]] const Filter& component() const { return component_; }
+
+ private:
+  T reference_;
+  Filter component_;
 };
 
 }  // namespace scoreflow

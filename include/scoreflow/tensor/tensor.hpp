@@ -12,8 +12,9 @@
 //                            split_channels, all_finite
 //   image (ImageTensor)      permute_pixels, blur,                        views and filters (anagrams,
 //                            abs_quantile_per_sample,                     hybrids), dynamic
-//                            clamp_divide_per_sample, dot_per_sample      thresholding, guidance rules
-//                                                                         that project or rescale
+//                            clamp_divide_per_sample, dot_per_sample,     thresholding, guidance rules
+//                            mix_channels, correlate_zero_padded          that project or rescale,
+//                                                                         factorized decompositions
 //   host copy (HostCopyable) to_vector, from_vector                       tests, interop with plain data
 //   fast paths (optional,    axpby_randn, repeat_batch, axpby_halves,     the DDPM/DDIM noisy step,
 //   declared in fast_paths)  axpby_rows                                   batched CFG, training
@@ -27,6 +28,7 @@
 // Conventions: images are N×C×H×W (any rank ≥ 2 works for the elementwise operations; the
 // spatial operations act on the last two axes and the batch is axis 0).
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <span>
@@ -90,6 +92,8 @@ concept ImageTensor = Tensor<T> && requires(
   { tensor_traits<T>::abs_quantile_per_sample(x, a) } -> std::same_as<std::vector<double>>;
   { tensor_traits<T>::clamp_divide_per_sample(x, values) } -> std::same_as<T>;  // clamp(x,±s)/s
   { tensor_traits<T>::dot_per_sample(x, x) } -> std::same_as<std::vector<double>>;  // Σ over axes ≥ 1 of x⊙y
+  { tensor_traits<T>::mix_channels(x, values) } -> std::same_as<T>;  // y[:, c] = Σ_d M[c·C + d] x[:, d]
+  { tensor_traits<T>::correlate_zero_padded(x, values) } -> std::same_as<T>;  // k×k, zeros outside
 };
 
 /// Row-major copies to and from plain doubles (tests, interop).
@@ -210,6 +214,24 @@ template <ImageTensor T> T clamp_divide_per_sample(const T& x, const std::vector
 template <ImageTensor T> std::vector<double> dot_per_sample(const T& x, const T& y) {
   if (shape(x) != shape(y)) throw shape_error("dot_per_sample: the two tensors differ in shape");
   return tensor_traits<T>::dot_per_sample(x, y);
+}
+
+/// y[n, c] = Σ_d M[c][d] x[n, d] over axis 1 (M row-major, C×C): channel means, colour splits.
+template <ImageTensor T> T mix_channels(const T& x, const std::vector<double>& matrix) {
+  const auto s = shape(x);
+  if (s.size() < 3 || static_cast<std::int64_t>(matrix.size()) != s[1] * s[1])
+    throw shape_error(detail::concat("mix_channels: a ", matrix.size(), "-entry matrix for ",
+                                     s.size() < 3 ? 0 : s[1], " channels (needs C×C and an N×C×… tensor)"));
+  return tensor_traits<T>::mix_channels(x, matrix);
+}
+/// Cross-correlation of every H×W plane with a k×k kernel (row-major, k odd), zero outside the
+/// image, output the input's size: torch's conv2d(x, kernel, padding = k // 2).
+template <ImageTensor T> T correlate_zero_padded(const T& x, const std::vector<double>& kernel) {
+  const auto k = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(kernel.size()))));
+  if (k * k != static_cast<std::int64_t>(kernel.size()) || k % 2 == 0)
+    throw shape_error(detail::concat("correlate_zero_padded: ", kernel.size(), " taps is not an odd square kernel"));
+  if (shape(x).size() < 2) throw shape_error("correlate_zero_padded: needs at least two axes");
+  return tensor_traits<T>::correlate_zero_padded(x, kernel);
 }
 
 template <HostCopyable T> std::vector<double> to_vector(const T& x) { return tensor_traits<T>::to_vector(x); }

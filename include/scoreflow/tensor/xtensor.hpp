@@ -218,6 +218,40 @@ struct tensor_traits<xt::xarray<S>> {
         out[b] += static_cast<double>(x.data()[b * per + i]) * static_cast<double>(y.data()[b * per + i]);
     return out;
   }
+  static array mix_channels(const array& x, const std::vector<double>& m) {
+    const std::size_t n = x.shape()[0], ch = x.shape()[1], plane = x.size() / (n * ch);
+    array out = array::from_shape(x.shape());
+    for (std::size_t b = 0; b < n; ++b)
+      for (std::size_t c = 0; c < ch; ++c)
+        for (std::size_t p = 0; p < plane; ++p) {
+          double acc = 0.0;
+          for (std::size_t d = 0; d < ch; ++d) acc += m[c * ch + d] * static_cast<double>(x.data()[(b * ch + d) * plane + p]);
+          out.data()[(b * ch + c) * plane + p] = static_cast<S>(acc);
+        }
+    return out;
+  }
+  static array correlate_zero_padded(const array& x, const std::vector<double>& kernel) {
+    const auto k = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(kernel.size()))));
+    const auto h = static_cast<std::int64_t>(x.shape()[x.dimension() - 2]);
+    const auto w = static_cast<std::int64_t>(x.shape()[x.dimension() - 1]);
+    const std::int64_t half = k / 2;
+    array out = array::from_shape(x.shape());
+    const auto plane = static_cast<std::size_t>(h * w);
+    for (std::size_t base = 0; base < x.size(); base += plane)
+      for (std::int64_t r = 0; r < h; ++r)
+        for (std::int64_t c = 0; c < w; ++c) {
+          double acc = 0.0;
+          for (std::int64_t a = 0; a < k; ++a)
+            for (std::int64_t b = 0; b < k; ++b) {
+              const std::int64_t rr = r + a - half, cc = c + b - half;
+              if (rr < 0 || rr >= h || cc < 0 || cc >= w) continue;
+              acc += kernel[static_cast<std::size_t>(a * k + b)] *
+                     static_cast<double>(x.data()[base + static_cast<std::size_t>(rr * w + cc)]);
+            }
+          out.data()[base + static_cast<std::size_t>(r * w + c)] = static_cast<S>(acc);
+        }
+    return out;
+  }
   static std::vector<double> to_vector(const array& x) { return std::vector<double>(x.begin(), x.end()); }
   static array from_vector(const std::vector<double>& values, const Shape& shape, const array&) {
     std::vector<std::size_t> sh(shape.begin(), shape.end());

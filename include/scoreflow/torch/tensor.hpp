@@ -4,6 +4,7 @@
 // Only ATen is needed here, not the whole <torch/torch.h>; it builds measurably faster.
 // Noise drawn from scoreflow::Generator is made on the CPU and moved to the tensor's device, so
 // it is bit-identical to the xtensor path. For speed on a GPU, draw the start noise yourself.
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -164,6 +165,19 @@ struct tensor_traits<torch::Tensor> {
     const auto n = x.size(0);
     auto d = (x.reshape({n, -1}).to(torch::kFloat64) * y.reshape({n, -1}).to(torch::kFloat64)).sum(1).cpu();
     return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+  }
+  static T mix_channels(const T& x, const std::vector<double>& m) {
+    const auto ch = x.size(1);
+    auto matrix = torch::tensor(m, torch::TensorOptions().dtype(torch::kFloat64)).view({ch, ch}).to(x.options());
+    auto flat = x.reshape({x.size(0), ch, -1});
+    return at::matmul(matrix, flat).reshape(x.sizes());
+  }
+  static T correlate_zero_padded(const T& x, const std::vector<double>& kernel) {
+    const auto k = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(kernel.size()))));
+    const auto h = x.size(-2), w = x.size(-1);
+    auto planes = x.reshape({-1, 1, h, w});
+    auto weight = torch::tensor(kernel, torch::TensorOptions().dtype(torch::kFloat64)).view({1, 1, k, k}).to(x.options());
+    return at::conv2d(planes, weight, {}, 1, k / 2).reshape(x.sizes());
   }
   static std::vector<double> to_vector(const T& x) {
     auto c = x.detach().to(torch::kCPU, torch::kFloat64).contiguous();
