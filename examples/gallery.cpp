@@ -67,6 +67,7 @@ examples::PartBConfig tiny_part_b() {
   c.solver_sweep = {{{"euler"}, 4}, {{"heun"}, 2}};
   c.call_sweep = {{"dpmpp_2m", "unipc_bh2"}, {3}};
   c.sweep_reference_steps = 6;
+  c.composition_pairs = 4, c.guidance_per_class = 2, c.guidance_gammas = {1.0, 3.0};
   return c;
 }
 

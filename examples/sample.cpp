@@ -27,6 +27,7 @@
 #include <string>
 
 #include "common/cli.hpp"
+#include "common/guidance_choice.hpp"
 #include "common/solvers.hpp"
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/models/adapters.hpp"
@@ -50,6 +51,8 @@ struct Options {
   std::int64_t per_class = 4, count = 40, batch = 250;
   std::string classes = "all", out = "sample_out", device = "auto";
   std::uint64_t seed = 42;
+  examples::GuidanceChoice method{};
+  std::string interval, ramp;  ///< "lo,hi" and "first,last", parsed in run()
   bool progress = isatty(2) != 0;  ///< the progress line, on a terminal only (logs and pipes stay clean)
 };
 
@@ -61,6 +64,10 @@ std::string listing() {
     s += "  " + std::string(i.name) + std::string(20 - std::min<std::size_t>(19, std::string(i.name).size()), ' ') +
          i.summary + " [" + fam + "]\n";
   }
+  s += "guidance methods (--guidance-method):\n";
+  for (const auto& g : examples::guidance_table)
+    s += "  " + std::string(g.name) + std::string(20 - std::min<std::size_t>(19, std::string(g.name).size()), ' ') +
+         std::string(g.summary) + "\n";
   s += "grids (--grid):\n";
   for (const auto& g : examples::grid_table())
     s += "  " + std::string(g.name) + std::string(20 - std::min<std::size_t>(19, std::string(g.name).size()), ' ') +
@@ -95,6 +102,15 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--atol", o.solver.atol, "dopri5 absolute tolerance");
   app.add_option("--shift", o.shift, "the shift grid's s");
   app.add_option("--guidance", o.guidance, "classifier-free guidance γ (1: conditional only, no extra branch)");
+  app.add_option("--guidance-method", o.method.method, "cfg, rescaled, apg or zero_star (see --list)");
+  app.add_option("--rescale-phi", o.method.phi, "rescaled: φ (0: plain CFG, 1: fully rescaled)");
+  app.add_option("--apg-eta", o.method.eta, "apg: weight of the parallel part");
+  app.add_option("--apg-momentum", o.method.momentum, "apg: β of the running average (0: none)");
+  app.add_option("--apg-norm-threshold", o.method.norm_threshold, "apg: r, the clipping norm (0: none)");
+  app.add_option("--zero-init-steps", o.method.zero_init_steps, "zero_star: steps that predict zero");
+  app.add_option("--guidance-space", o.method.space, "model or data: merge the model's outputs or the data estimates");
+  app.add_option("--guidance-interval", o.interval, "lo,hi: guidance only for EDM σ = σ/α in (lo, hi], e.g. 0.28,5.42");
+  app.add_option("--guidance-ramp", o.ramp, "first,last: guidance weight from the first to the last step (scale 1 + (γ − 1)·w)");
   app.add_option("--classes", o.classes, "'all' or a comma list of class indices; 'none': unconditional");
   app.add_option("--per-class", o.per_class, "samples per class")->check(CLI::PositiveNumber);
   app.add_option("--count", o.count, "samples when unconditional")->check(CLI::PositiveNumber);
@@ -239,8 +255,11 @@ Run sample_chunk(const Schedule& schedule, Model& model, const T& cond, double g
                  frac > 0 ? secs / frac - secs : 0.0);
   };
   if (guided) {
-    sf::Sampler s{schedule, sf::ClassifierFree<T>{gamma, torch::zeros_like(c)}, sf::SinglePrompt<T>{c}};
-    r.images = s.sample(model, sf::PureNoise<T>{proto}, gen, progress).cpu();
+    examples::with_guidance(o.method, gamma, torch::zeros_like(c), [&](const auto& guidance) {
+      sf::Sampler s{schedule, guidance, sf::SinglePrompt<T>{c}};
+      r.images = s.sample(model, sf::PureNoise<T>{proto}, gen, progress).cpu();
+      return 0;
+    });
   } else {
     sf::Sampler s{schedule, sf::NoGuidance{}, sf::SinglePrompt<T>{c}};
     r.images = s.sample(model, sf::PureNoise<T>{proto}, gen, progress).cpu();
@@ -259,6 +278,25 @@ int run(Options& o) {
   // Everything a command line can get wrong is checked before the model is loaded.
   const bool is_flow = o.torchscript.empty() ? o.model != "ddpm_class" : o.family == "flow";
   examples::validate(o.solver);
+  const auto pair_of = [](const std::string& text, const char* what) -> std::optional<std::pair<double, double>> {
+    if (text.empty()) return std::nullopt;
+    const auto comma = text.find(',');
+    double a = NAN, b = NAN;
+    try {
+      if (comma == std::string::npos) throw std::invalid_argument(text);
+      std::size_t used_a = 0, used_b = 0;
+      const std::string sa = text.substr(0, comma), sb = text.substr(comma + 1);
+      a = std::stod(sa, &used_a), b = std::stod(sb, &used_b);
+      if (used_a != sa.size() || used_b != sb.size()) throw std::invalid_argument(text);
+    } catch (const std::exception&) {
+      throw sf::invalid_option(std::string(what) + " '" + text + "': expected two numbers 'a,b'");
+    }
+    if (!std::isfinite(a) || !std::isfinite(b)) throw sf::invalid_option(std::string(what) + " '" + text + "': not finite");
+    return std::pair{a, b};
+  };
+  o.method.interval = pair_of(o.interval, "--guidance-interval");
+  o.method.ramp = pair_of(o.ramp, "--guidance-ramp");
+  examples::validate(o.method);
   examples::detail::require_family(o.solver, is_flow ? examples::flow_family : examples::diffusion_family);
   const std::string grid = o.grid.empty() ? (is_flow ? "uniform" : "linspace") : o.grid;
   const auto table = o.table == "linear" ? sf::NoiseSchedule::linear() : sf::NoiseSchedule::cosine();
@@ -317,6 +355,10 @@ int run(Options& o) {
                       {"steps", steps},
                       {"model_calls_per_run", calls},
                       {"guidance", guided ? o.guidance : 1.0},
+                      {"guidance_method", guided ? o.method.method : "none"},
+                      {"guidance_space", o.method.space.empty() ? (o.method.method == "apg" ? "data" : "model") : o.method.space},
+                      {"guidance_interval", o.interval},
+                      {"guidance_ramp", o.ramp},
                       {"seed", o.seed},
                       {"samples", x.size(0)},
                       {"seconds", seconds},

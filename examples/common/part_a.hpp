@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/captions.hpp"
+#include "common/composition.hpp"
 #include "common/context.hpp"
 #include "common/drawn_inputs.hpp"
 #include "common/flow_sampling.hpp"  // digit_labels
@@ -584,12 +585,23 @@ inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DD
 
 /// Every Part A deliverable in seed order (part_a.cpp's and the gallery's entry point): one
 /// model, trained first, then every section on it.
+/// Section C 1 (issue 16) on the DDPM: every view and decomposition on the seed's strided grid.
+inline void part_a_composition(const PartAConfig& cfg, Context& ctx, detail::DDPM& m, Report& report) {
+  if (cfg.composition_pairs <= 0) return;
+  section_titles(report, composition_text::sections);
+  ComposedModel<detail::Step, decltype(m.model)> c{"class-conditioned DDPM (A 2)", "ddpm", m.strided(), m.model, m.gamma,
+                                                  "DDPM, the seed's 34 strided steps", m.seed, m.device,
+                                                  detail::to_unit, detail::to_model};
+  composition_views(c, ctx, cfg.composition_pairs, report);
+}
+
 inline void part_a(const PartAConfig& cfg, Context& ctx, Report& report) {
   section_titles(report, text_a::sections);
   auto model = part_a_model(cfg, ctx, report);
   part_a_sampling(ctx, model, report);
   part_a_editing(ctx, model, report);
   part_a_illusions(ctx, model, report);
+  part_a_composition(cfg, ctx, model, report);
   part_a_evaluation(cfg, ctx, model, report);
   part_a_solver_sweep(cfg, ctx, model, report);
 }

@@ -39,6 +39,7 @@ struct PartAConfig {
   SweepPlan call_sweep{};             ///< solvers × model-call budgets against the converged ODE (empty: none)
   int sweep_reference_steps = 1000;   ///< DDIM steps of the sweep's reference
   std::int64_t sweep_per_class = 0;   ///< samples per digit for each sweep point (0: eval_per_class)
+  std::int64_t composition_pairs = 50;  ///< section C 1 (issue 16): anagrams per view (0: none)
 
   static PartAConfig full() { return {}; }
   /// A small model and a short run for a 2-core CPU.
@@ -68,6 +69,7 @@ struct PartAConfig {
     c.call_sweep = {{"ddim", "dpmpp_2m", "dpmpp_3m_taylor", "unipc_bh2"}, {4, 6, 10}};
     c.sweep_reference_steps = 250;
     c.sweep_per_class = 10;
+    c.composition_pairs = 20;
     return c;
   }
   /// A smoke test (CI): every code path, meaningless quality.
@@ -76,6 +78,7 @@ struct PartAConfig {
     c.train_limit = 256;
     c.hidden = 8, c.epochs = 1, c.batch = 32;
     c.eval_per_class = 2, c.eval_steps = 4, c.eval_uncond = 16;
+    c.composition_pairs = 4;
     return c;
   }
 };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/captions.hpp"
+#include "common/composition.hpp"
 #include "common/context.hpp"
 #include "common/flow_sampling.hpp"
 #include "common/solver_sweep.hpp"
@@ -57,6 +58,11 @@ struct PartBConfig {
   /// Quality against model calls: the seed's 300 Euler steps and cheaper solvers on the same noise.
   SweepPlan call_sweep{};                   ///< every solver at these model-call budgets (empty: none)
   int sweep_reference_steps = 300;          ///< the sweep's reference: the seed's 300 Euler steps
+  /// Section C (issue 16) on the GroupNorm flow (the main one without it): anagrams per view
+  /// (0: no section C), and samples per digit of each guidance method at each γ.
+  std::int64_t composition_pairs = 50;
+  std::int64_t guidance_per_class = 40;
+  std::vector<double> guidance_gammas = {1.0, 2.0, 3.0, 5.0, 7.0};
   std::vector<std::pair<SolverChoice, int>> solver_sweep = {{{"euler"}, 300}, {{"euler"}, 100}, {{"euler"}, 30},
                                                             {{"midpoint"}, 10}, {{"midpoint"}, 15}, {{"midpoint"}, 30},
                                                             {{"heun"}, 10}, {{"heun"}, 15}, {{"heun"}, 30}};
@@ -100,6 +106,7 @@ struct PartBConfig {
     // GroupNorm the same recipe removed the speckle and the broken strokes (README, "Training options").
     c.groupnorm_groups = 8;
     c.groupnorm_recipe = Recipe{.ema = tr::EmaOptions{.decay = 0.999}, .warmup_steps = 30, .cosine = true, .clip_grad_norm = 1.0};
+    c.composition_pairs = 20, c.guidance_per_class = 10;
     return c;
   }
 };
@@ -384,13 +391,15 @@ inline void evaluate_class_flow(const PartBConfig& cfg, Context& ctx, const Vari
 
 /// Seed §2.5 – §2.6: every class-conditioned model in turn, then the answer to "can we get rid of
 /// the learning-rate scheduler?". Returns the main model.
-inline sm::ClassConditionalUNet part_b_class_flows(const PartBConfig& cfg, Context& ctx, Report& report) {
+inline sm::ClassConditionalUNet part_b_class_flows(const PartBConfig& cfg, Context& ctx, Report& report,
+                                                   sm::ClassConditionalUNet* groupnorm_net = nullptr) {
   std::string results;
   sm::ClassConditionalUNet main_net(nullptr);
   for (const auto& v : class_variants(cfg)) {
     const auto trained = train_class_flow(cfg, ctx, v, report);
     evaluate_class_flow(cfg, ctx, v, trained, results, report);
     if (v.main) main_net = trained.net;
+    if (v.norm.is_group() && groupnorm_net) *groupnorm_net = trained.net;
   }
   report.note(note(text_b::without_scheduler, {{"lr", fmt(cfg.no_scheduler_lr)}, {"hidden", std::to_string(cfg.variant_hidden)},
                                                {"epochs", std::to_string(cfg.comparison_epochs)}, {"results", results}}));
@@ -487,12 +496,38 @@ inline void part_b_policies(const PartBConfig& cfg, Context& ctx, const sm::Clas
 }
 
 /// Seed Part B §2 and our §2.7, in order: one seed, the models trained in sequence.
+/// Section C on the best class-conditioned flow: the GroupNorm one where it was trained.
+inline void part_b_composition(const PartBConfig& cfg, Context& ctx, const sm::ClassConditionalUNet& net, bool groupnorm,
+                               Report& report) {
+  if (cfg.composition_pairs <= 0) return;
+  section_titles(report, composition_text::sections);
+  auto model = sm::micro_batched(sm::flow_velocity(net), forward_chunk);
+  with_solver(cfg.sampling.solver, cfg.sampling.steps, [&](auto schedule) {
+    ComposedModel<decltype(schedule), decltype(model)> m{
+        groupnorm ? "class-conditioned flow (GroupNorm, B 2.8)" : "class-conditioned flow (B 2.6)",
+        "flow",
+        schedule,
+        model,
+        cfg.sampling.gamma,
+        detail::sampling_text(cfg.sampling),
+        cfg.seed,
+        cfg.device,
+        [](const torch::Tensor& x) { return x.clamp(0, 1); },
+        [](const torch::Tensor& x) { return x; }};
+    composition_views(m, ctx, cfg.composition_pairs, report);
+    compare_guidance(m, ctx, cfg.guidance_per_class, cfg.guidance_gammas, report);
+    return 0;
+  });
+}
+
 inline void part_b_flow(const PartBConfig& cfg, Context& ctx, Report& report) {
   const auto time_net = train_time_flow(cfg, ctx, report);
   evaluate_time_flow(cfg, ctx, time_net, report);
-  const auto main_net = part_b_class_flows(cfg, ctx, report);
+  sm::ClassConditionalUNet groupnorm_net(nullptr);
+  const auto main_net = part_b_class_flows(cfg, ctx, report, &groupnorm_net);
   part_b_solver_sweep(cfg, ctx, main_net, report);
   part_b_policies(cfg, ctx, main_net, report);
+  part_b_composition(cfg, ctx, groupnorm_net ? groupnorm_net : main_net, static_cast<bool>(groupnorm_net), report);
 }
 
 /// Every Part B deliverable in seed order (part_b.cpp's and the gallery's entry point).

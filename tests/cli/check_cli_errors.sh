@@ -66,6 +66,10 @@ check sample "tolerance not positive" --weights "$work/garbage.pt" --solver dopr
 check sample "shift not positive" --weights "$work/garbage.pt" --grid shift --shift -1
 check sample "flow-only solver on the DDPM" --model ddpm_class --weights "$work/garbage.pt" --solver k_dpm_2
 check sample "bad class list" --weights "$work/garbage.pt" --classes 3,x
+check sample "unknown guidance method" --weights "$work/garbage.pt" --guidance-method bogus
+check sample "unknown guidance space" --weights "$work/garbage.pt" --guidance-space pixels
+check sample "guidance interval not two numbers" --weights "$work/garbage.pt" --guidance-interval 0.3
+check sample "guidance interval upside down" --weights "$work/garbage.pt" --guidance-interval 5,1
 check sample "missing weights file" --weights "$work/none.pt"
 check sample "corrupt weights file" --weights "$work/garbage.pt"
 check sample "corrupt TorchScript file" --torchscript "$work/garbage.pt"

@@ -49,6 +49,10 @@ run rk4 5 uniform 0,5,9 1 20
 # batches both branches: one model call per prediction, as unguided.
 run dpmpp_2m 10 logsnr 0,2,4 3 10
 run rk4 5 uniform 0,2,4 3 20
+# The same through the guidance options by name: linear guidance merged on data estimates, and an
+# interval of σ that holds every step, are exactly CFG (policy/guidance.hpp), so the same moments.
+run dpmpp_2m 10 logsnr 0,2,4 3 10 --guidance-method cfg --guidance-space data
+run rk4 5 uniform 0,2,4 3 20 --guidance-interval 0,1e30
 
 # A module answering [B,1,4,8] for x of [B,1,8,8]: exit 1, one line on stderr naming both shapes
 # (after the progress bar's carriage returns), no summary.json.

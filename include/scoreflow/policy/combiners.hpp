@@ -65,7 +65,7 @@ class Partwise {
   }
   std::vector<C> conditions() const {
     std::vector<C> out;
-    for (const auto& p : parts_) out.push_back(p.condition);
+    for (const auto& p : parts_) out.push_back(p.model_condition());
     return out;
   }
   /// Each part's own guidance scale, where it sets one (ClassifierFree uses it instead of its γ).
@@ -104,6 +104,15 @@ struct AnagramPart {
   std::optional<double> guidance_scale{};  ///< this prompt's γ under ClassifierFree (unset: the policy's)
   template <ImageTensor T>
   T model_input(const T& x) const { return view.apply(x); }
+  /// A condition with an image-space part (DeepFloyd IF stage II's upsampled image) is seen through
+  /// the view too, as the reference applies the view to cat(x_t, upsampled): condition_traits<C>
+  /// provides apply_view(c, view) for such conditions.
+  C model_condition() const {
+    if constexpr (requires { condition_traits<C>::apply_view(condition, view); })
+      return condition_traits<C>::apply_view(condition, view);
+    else
+      return condition;
+  }
   template <ImageTensor T>
   void map_back(Prediction<T>& answer) const {
     answer.value = view.invert(answer.value);
@@ -149,6 +158,7 @@ struct FactorizedPart {
   std::optional<double> guidance_scale{};  ///< this prompt's γ under ClassifierFree (unset: the policy's)
   template <ImageTensor T>
   T model_input(const T& x) const { return x; }
+  const C& model_condition() const { return condition; }
   template <ImageTensor T>
   void map_back(Prediction<T>& answer) const {
     answer.value = filter(answer.value);

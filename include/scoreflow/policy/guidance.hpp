@@ -128,7 +128,8 @@ struct ProjectedCfg {
 /// s* = ⟨c, u⟩ / (‖u‖² + 10⁻⁸) per sample, result s* u + γ(c − s* u); and the first
 /// `zero_init_steps` steps of the run predict zero ("zero-init", for flow models: x stays put).
 /// zero_init_steps = k zeroes steps 1 … k, as diffusers' ClassifierFreeZeroStarGuidance; the
-/// authors' scripts' `zero_steps = k` zeroes k + 1 steps.
+/// authors' scripts' `zero_steps = k` zeroes k + 1 steps. Zero is the merged quantity's: a zero
+/// velocity in model-output space (the paper's flow models), a zero data estimate in data space.
 struct ZeroStarCfg {
   std::size_t zero_init_steps = 1;
 
@@ -232,6 +233,18 @@ struct GuidanceOptions {
 };
 
 namespace detail {
+/// The unconditional branch's condition for an input whose condition is `cond`: the policy's
+/// own, or, where condition_traits<C> provides unconditional_for(uncond, cond), a condition that
+/// keeps the input's image-space part (IF stage II's upsampled image: only the text is dropped,
+/// as IFSuperResolutionPipeline does).
+template <class C>
+C unconditional_for(const C& unconditional, const C& cond) {
+  if constexpr (requires { condition_traits<C>::unconditional_for(unconditional, cond); })
+    return condition_traits<C>::unconditional_for(unconditional, cond);
+  else
+    return unconditional;
+}
+
 template <class Rule>
 struct rule_state_base {};
 template <class Rule>
@@ -319,14 +332,16 @@ class ClassifierFree : public detail::rule_state_base<Rule> {
 
     if constexpr (ConcatenableCondition<C>) {
       // One call on every input under [u … u, c₁ … cₙ] (unconditional first, as diffusers does).
-      std::vector<C> both(n, unconditional_);
+      std::vector<C> both;
+      both.reserve(2 * n);
+      for (std::size_t i = 0; i < n; ++i) both.push_back(detail::unconditional_for(unconditional_, conds[i]));
       both.insert(both.end(), conds.begin(), conds.end());
       Prediction<T> whole = call.under_conditions(xs, std::span<const C>(both));
       std::optional<T> variance;  // the conditional half's
       if (whole.variance) variance = ops::split_batch(*whole.variance, 2)[1];
-      const bool one_scale = std::ranges::all_of(scales, [&](double s) { return s == scales[0]; });
       if constexpr (std::same_as<Rule, LinearCfg>) {
-        if (one_scale && (options_.space == GuidanceSpace::model_output || !context.data_map)) {
+        const bool one_scale = std::ranges::all_of(scales, [&](double s) { return s == scales[0]; });
+        if (one_scale) {
           // Linear guidance is the same in every space: one pass over the answer's two halves.
           return detail::split_prediction(
               Prediction<T>{ops::axpby_halves(1.0 - scales[0], scales[0], whole.value), whole.kind, std::move(variance)},
@@ -349,7 +364,7 @@ class ClassifierFree : public detail::rule_state_base<Rule> {
       for (std::size_t i = 0; i < n; ++i) {
         const std::span<const T> x(&xs[i], 1);
         auto cond = std::move(call(x, {conds[i]}).front());
-        const auto uncond = std::move(call(x, {unconditional_}).front());
+        const auto uncond = std::move(call(x, {detail::unconditional_for(unconditional_, conds[i])}).front());
         cond.value = merge(uncond.value, cond.value, xs[i], scales[i], context, state, i);
         out.push_back(std::move(cond));
       }

@@ -113,11 +113,11 @@ TEST_CASE_TEMPLATE("views: every view is a permutation and view ∘ inverse = id
 TEST_CASE("jigsaw: pieces partition the plane, each class is one orbit of quarter turns, e and f are translates") {
   for (std::int64_t s : {16, 28, 64, 256}) {
     CAPTURE(s);
-    const detail::JigsawLayout layout(s);
+    const scoreflow::detail::JigsawLayout jig(s);
     const std::int64_t l = s / 4;
     std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> pieces(16);
     for (std::int64_t r = 0; r < s; ++r)
-      for (std::int64_t c = 0; c < s; ++c) pieces[static_cast<std::size_t>(layout.piece(r * s + c))].push_back({r, c});
+      for (std::int64_t c = 0; c < s; ++c) pieces[static_cast<std::size_t>(jig.piece(r * s + c))].push_back({r, c});
     const auto sorted = [](auto v) { std::sort(v.begin(), v.end()); return v; };
     for (int k = 0; k < 4; ++k)
       for (int rot = 0; rot < 4; ++rot) {
@@ -137,10 +137,10 @@ TEST_CASE("jigsaw: pieces partition the plane, each class is one orbit of quarte
     // Every seed compiles into a permutation that moves whole pieces onto pieces of their class
     // (an e piece may land on an f slot: they are translates).
     for (std::uint64_t seed : {0ULL, 4522ULL, 99ULL}) {
-      const auto src = layout.source(seed);
+      const auto src = jig.source(seed);
       CHECK(is_permutation(src));
       for (std::int64_t p = 0; p < s * s; ++p) {
-        const int a = layout.piece(p) / 4, b = layout.piece(src[static_cast<std::size_t>(p)]) / 4;
+        const int a = jig.piece(p) / 4, b = jig.piece(src[static_cast<std::size_t>(p)]) / 4;
         CHECK((a == b || (a >= 2 && b >= 2)));
       }
     }

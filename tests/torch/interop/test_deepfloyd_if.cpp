@@ -392,6 +392,44 @@ TEST_CASE("IF stage II adapter: x_t ++ upscaled noised low-res image, noise leve
   }
 }
 
+TEST_CASE("IF stage II with views: each anagram part shows the model cat(V x_t, V low_res)") {
+  // The fake's ε̂ = 0.1·x_t + 0.01·low_res + m is pixelwise linear in (x_t, low_res) plus a constant
+  // m, so for a pixel permutation V, V⁻¹ ε̂(V x, V low) = ε̂(x, low) (negation is left out: it flips m):
+  // an anagram of one prompt with itself under any view samples exactly as the plain prompt — and
+  // would not if the view skipped the low-res image (V⁻¹ ε̂(V x, low) = 0.1 x + 0.01 V⁻¹ low + m).
+  sftest::TempDir dir;
+  const IFStage2 unet(stage2_file(dir));
+  Generator g0(3);
+  torch::manual_seed(11);
+  const auto low = unet.prepare_low_res(torch::randn({2, 3, 4, 4}), 250, g0, 8);
+  const IFStage2Condition prompt{torch::cat({embedding(0.1), embedding(0.2)}), low};
+  const IFStage2Condition empty{torch::cat({embedding(0.0), embedding(0.0)}), low};
+  auto model = unet.conditioned_denoiser(250);
+  const auto schedule = if_stage2_schedule(DiffusionGrid::spaced(6));
+  const auto proto = torch::zeros({2, 3, 8, 8});
+  Generator g1(9);
+  const auto before = calls(unet.module());
+  const auto plain =
+      Sampler{schedule, ClassifierFree<IFStage2Condition>{4.0, empty}, SinglePrompt<IFStage2Condition>{prompt}}.sample(
+          model, PureNoise<torch::Tensor>{proto}, g1);
+  CHECK(calls(unet.module()) - before == 6);
+  // CFG's unconditional half keeps the low-res image: the model saw it in all four blocks.
+  CHECK(max_diff(unet.module().attr("last_input").toTensor().narrow(1, 3, 3), torch::cat({low, low})) == 0.0);
+  for (const View& v : {View::rotate90(), View::jigsaw(5), View::square_hinge(), View::skew()}) {
+    CAPTURE(v.name());
+    Generator g2(9);
+    const Anagram<IFStage2Condition> anagram({{prompt, View::identity()}, {prompt, v}});
+    const auto viewed = Sampler{schedule, ClassifierFree<IFStage2Condition>{4.0, empty}, anagram}.sample(
+        model, PureNoise<torch::Tensor>{proto}, g2);
+    CHECK(max_diff(viewed, plain) < 1e-5);
+    // The second part's blocks saw V low (unconditional and conditional alike).
+    const auto input = unet.module().attr("last_input").toTensor();
+    REQUIRE(input.size(0) == 8);
+    CHECK(max_diff(input.narrow(0, 2, 2).narrow(1, 3, 3), v.apply(low)) == 0.0);
+    CHECK(max_diff(input.narrow(0, 6, 2).narrow(1, 3, 3), v.apply(low)) == 0.0);
+  }
+}
+
 // ---- prompt embeddings file ----------------------------------------------------------------
 
 namespace {

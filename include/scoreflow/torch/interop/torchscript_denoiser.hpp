@@ -36,6 +36,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -52,6 +53,7 @@
 #include "scoreflow/policy/guidance.hpp"
 #include "scoreflow/policy/schedule.hpp"
 #include "scoreflow/policy/starts.hpp"
+#include "scoreflow/policy/views.hpp"
 #include "scoreflow/process/noise_schedule.hpp"
 #include "scoreflow/process/process.hpp"
 #include "scoreflow/process/time_grid.hpp"
@@ -395,8 +397,8 @@ class IFStage2 {
   }
 
   /// A denoiser for one upscaling job: fn(x, Timestep, prompt_embeds) with low_res (from
-  /// prepare_low_res) and noise_level bound. Use it with SinglePrompt: a view or filter would
-  /// not be applied to low_res.
+  /// prepare_low_res) and noise_level bound. Use it with SinglePrompt or Factorized; for anagrams
+  /// use conditioned_denoiser, whose condition carries low_res so that each view sees it.
   [[nodiscard]] auto denoiser(torch::Tensor low_res, int noise_level = default_noise_level) const {
     unet_.check_x(low_res, 3, "low_res");
     check_noise_level(noise_level);
@@ -407,6 +409,11 @@ class IFStage2 {
         },
         Parameterization::noise, VarianceOutput::learned_range);
   }
+
+  /// A denoiser fn(x, Timestep, IFStage2Condition) with noise_level bound: the condition holds the
+  /// prompt embeddings and the low-res image, so anagram parts show the model cat(V x_t, V low_res)
+  /// (visual_anagrams' stage II), and anagrams and hybrids survive the upscaler.
+  [[nodiscard]] auto conditioned_denoiser(int noise_level = default_noise_level) const;
 
   [[nodiscard]] const std::filesystem::path& file() const { return unet_.file(); }
   [[nodiscard]] torch::Device device() const { return unet_.device(); }
@@ -447,6 +454,41 @@ class IFStage2 {
     }
   }
 };
+
+/// Stage II's condition when views are involved: prompt embeddings [N,77,D] and the prepared
+/// low-res image [N,3,H,W] (IFStage2::prepare_low_res) of the same N samples.
+struct IFStage2Condition {
+  torch::Tensor prompt_embeds;
+  torch::Tensor low_res;
+};
+
+/// Batched (one model call for every prompt and CFG branch); an anagram part's view applies to
+/// the low-res image too (negation included, as the reference's negate view does to the
+/// concatenated input); CFG's unconditional branch keeps each input's low-res image and takes the
+/// policy's embeddings (as IFSuperResolutionPipeline guides the text only).
+template <>
+struct condition_traits<IFStage2Condition> {
+  static IFStage2Condition concat(std::span<const IFStage2Condition> parts) {
+    std::vector<torch::Tensor> e, l;
+    for (const auto& p : parts) e.push_back(p.prompt_embeds), l.push_back(p.low_res);
+    return {torch::cat(e), torch::cat(l)};
+  }
+  static IFStage2Condition apply_view(const IFStage2Condition& c, const View& view) {
+    return {c.prompt_embeds, view.apply(c.low_res)};
+  }
+  static IFStage2Condition unconditional_for(const IFStage2Condition& unconditional, const IFStage2Condition& c) {
+    return {unconditional.prompt_embeds, c.low_res};
+  }
+};
+
+inline auto IFStage2::conditioned_denoiser(int noise_level) const {
+  check_noise_level(noise_level);
+  return scoreflow::denoiser(
+      [self = *this, noise_level](const torch::Tensor& x, Timestep t, const IFStage2Condition& c) {
+        return self(x, t, c.prompt_embeds, c.low_res, noise_level);
+      },
+      Parameterization::noise, VarianceOutput::learned_range);
+}
 
 // ---- sampling set up as diffusers' IF pipelines --------------------------------------------
 

@@ -219,4 +219,44 @@ inline void plot_series(const std::filesystem::path& png, const std::vector<Plot
   detail::run_gnuplot(png, options, gp.str());
 }
 
+/// One panel of plot_panels: its y axis and curves.
+struct PlotPanel {
+  std::string ylabel;
+  bool log_y = false;
+  std::vector<PlotSeries> series;
+};
+
+/// Panels side by side in one PNG over a shared x quantity (options.xlabel), under one title
+/// (options.title); options.log_y is ignored, each panel says its own.
+inline void plot_panels(const std::filesystem::path& png, const std::vector<PlotPanel>& panels, const PlotOptions& options) {
+  detail::check_plot_options(options);
+  detail::require(!panels.empty(), "plot_panels panels", 0, "must not be empty");
+  std::ostringstream gp;
+  gp.precision(17);
+  for (std::size_t p = 0; p < panels.size(); ++p)
+    for (std::size_t k = 0; k < panels[p].series.size(); ++k) {
+      const auto& s = panels[p].series[k];
+      if (s.x.size() != s.y.size())
+        throw invalid_option(detail::concat("plot_panels: series '", s.name, "' has ", s.x.size(), " x and ", s.y.size(),
+                                            " y values"));
+      gp << "$p" << p << "s" << k << " << EOD\n";
+      for (std::size_t i = 0; i < s.x.size(); ++i)
+        if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) gp << s.x[i] << " " << s.y[i] << "\n";
+      gp << "EOD\n";
+    }
+  gp << "unset title\nset key top left font ',9'\nset multiplot layout 1," << panels.size() << " title "
+     << detail::gnuplot_quote(options.title) << " noenhanced\n";
+  for (std::size_t p = 0; p < panels.size(); ++p) {
+    detail::require(!panels[p].series.empty(), "plot_panels panel series", p, "must not be empty");
+    gp << "unset logscale y\n" << (panels[p].log_y ? "set logscale y\n" : "") << "set ylabel "
+       << detail::gnuplot_quote(panels[p].ylabel) << " noenhanced\nplot ";
+    for (std::size_t k = 0; k < panels[p].series.size(); ++k)
+      gp << (k ? ", \\\n  " : "") << "$p" << p << "s" << k << " using 1:2 with linespoints lw 2 title "
+         << detail::gnuplot_quote(panels[p].series[k].name) << " noenhanced";
+    gp << "\n";
+  }
+  gp << "unset multiplot\n";
+  detail::run_gnuplot(png, options, gp.str());
+}
+
 }  // namespace scoreflow
