@@ -25,6 +25,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "common/cli.hpp"
 #include "common/guidance_choice.hpp"
@@ -57,21 +58,19 @@ struct Options {
 };
 
 std::string listing() {
+  const auto row = [](std::string_view name, const std::string& summary) {
+    return "  " + std::string(name) + std::string(20 - std::min<std::size_t>(19, name.size()), ' ') + summary + "\n";
+  };
   std::string s = "solvers (--solver):\n";
   for (const auto& i : examples::solver_table()) {
     const char* fam = i.families == examples::both_families ? "flow, diffusion"
                       : i.families == examples::flow_family ? "flow" : "diffusion";
-    s += "  " + std::string(i.name) + std::string(20 - std::min<std::size_t>(19, std::string(i.name).size()), ' ') +
-         i.summary + " [" + fam + "]\n";
+    s += row(i.name, std::string(i.summary) + " [" + fam + "]");
   }
   s += "guidance methods (--guidance-method):\n";
-  for (const auto& g : examples::guidance_table)
-    s += "  " + std::string(g.name) + std::string(20 - std::min<std::size_t>(19, std::string(g.name).size()), ' ') +
-         std::string(g.summary) + "\n";
+  for (const auto& g : examples::guidance_table) s += row(g.name, std::string(g.summary));
   s += "grids (--grid):\n";
-  for (const auto& g : examples::grid_table())
-    s += "  " + std::string(g.name) + std::string(20 - std::min<std::size_t>(19, std::string(g.name).size()), ' ') +
-         g.summary + "\n";
+  for (const auto& g : examples::grid_table()) s += row(g.name, std::string(g.summary));
   return s;
 }
 
@@ -357,6 +356,13 @@ int run(Options& o) {
                       {"guidance", guided ? o.guidance : 1.0},
                       {"guidance_method", guided ? o.method.method : "none"},
                       {"guidance_space", o.method.space.empty() ? (o.method.method == "apg" ? "data" : "model") : o.method.space},
+                      {"guidance_parameters", o.method.method == "rescaled" ? nlohmann::json{{"phi", o.method.phi}}
+                                              : o.method.method == "apg"
+                                                  ? nlohmann::json{{"eta", o.method.eta}, {"momentum", o.method.momentum},
+                                                                   {"norm_threshold", o.method.norm_threshold}}
+                                              : o.method.method == "zero_star"
+                                                  ? nlohmann::json{{"zero_init_steps", o.method.zero_init_steps}}
+                                                  : nlohmann::json::object()},
                       {"guidance_interval", o.interval},
                       {"guidance_ramp", o.ramp},
                       {"seed", o.seed},

@@ -105,7 +105,7 @@ inline scoreflow::DigitClassifier cached_classifier(const scoreflow::ImageDatase
   }
   const auto reading = scoreflow::read_classes(net, test.images, test.labels);
   const double threshold = required_accuracy(dataset, train.size());
-  std::fprintf(stderr, "[scoreflow] evaluator accuracy on %lld held-out real images: %.2f%% (required %.0f%%)\n",
+  std::fprintf(stderr, "[scoreflow] evaluator accuracy on %lld held-out real images: %.2f%% (required %.1f%%)\n",
                static_cast<long long>(test.size()), 100 * reading.cas, 100 * threshold);
   scoreflow::require_accuracy(reading.cas, threshold, dataset);
   if (report)
