@@ -310,7 +310,7 @@ int run(Options& o) {
   auto m = load_model(o, device);
   const bool guided = o.classes != "none" && o.guidance != 1.0 && o.model != "flow_time";
 
-  sf::Generator gen(o.seed);
+  // Per-image noise: image i's noise depends on (seed, i) only, so --batch never changes an image.
   std::vector<T> parts;
   std::size_t calls = 0, steps = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -318,6 +318,7 @@ int run(Options& o) {
   double done = 0;
   for (std::int64_t i = 0; i < labels.size(0); i += o.batch) {
     const auto c = cond.slice(0, i, std::min(i + o.batch, labels.size(0)));
+    sf::Generator gen = sf::Generator::per_image(o.seed, static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(c.size(0)));
     Run r;
     if (m.is_flow) {
       auto model = sf::denoiser(m.flow, m.prediction);
@@ -366,6 +367,7 @@ int run(Options& o) {
                       {"guidance_interval", o.interval},
                       {"guidance_ramp", o.ramp},
                       {"seed", o.seed},
+                      {"noise", "per image: image i's noise depends on (seed, i) only, not on --batch"},
                       {"samples", x.size(0)},
                       {"seconds", seconds},
                       {"images_per_second", x.size(0) / std::max(seconds, 1e-9)}};

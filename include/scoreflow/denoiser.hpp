@@ -87,6 +87,11 @@ struct CallSite {
   double time;
 };
 
+namespace detail {
+/// The state of a guidance policy that keeps none across a run (policy/concepts.hpp).
+struct NoGuidanceState {};
+}  // namespace detail
+
 /// What a guidance policy may know about the prediction it makes (policy/guidance.hpp): where in
 /// the run it is, how noisy the input is, and the per-prompt guidance scales of the combiner. The
 /// sampler fills it for every prediction; outside a sampler (`evaluate`) it is empty.

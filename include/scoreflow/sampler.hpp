@@ -73,8 +73,8 @@ struct Sampler {
     const std::size_t n = schedule.size();
     if (start.index() + 1 >= n)
       throw invalid_option(detail::concat("i_start = ", start.index(), ": must be below the last grid index ", n - 1));
-    Generator start_gen(gen.next_u64());
-    Generator policy_gen(gen.next_u64());
+    Generator start_gen = gen.split();
+    Generator policy_gen = gen.split();
     StartState<T> state = start.init(schedule, start_gen);
     constraint.check(state.x);
     const auto path = constraint.path(n, state.index);

@@ -54,6 +54,20 @@ run rk4 5 uniform 0,2,4 3 20
 run dpmpp_2m 10 logsnr 0,2,4 3 10 --guidance-method cfg --guidance-space data
 run rk4 5 uniform 0,2,4 3 20 --guidance-interval 0,1e30
 
+# Per-image noise: --batch does not change any image (the stochastic SDE solver draws fresh noise
+# every step, so every draw must be per image for the bytes to agree).
+for b in 250 7; do
+  "$sample" --torchscript "$work/gaussian_flow.pt" --family flow --solver dpmpp_2m_sde --steps 6 --per-class 3 \
+    --classes 0,5,9 --guidance 3 --image-size 8 --channels 1 --num-classes 10 --device cpu --batch "$b" \
+    --out "$work/batch$b" > /dev/null 2>&1 < /dev/null || { echo "FAIL batch $b: sample exited non-zero"; failures=$((failures + 1)); }
+done
+if cmp -s "$work/batch250/samples-images-idx3-ubyte" "$work/batch7/samples-images-idx3-ubyte"; then
+  echo "ok   --batch 250 and --batch 7 give the same images"
+else
+  echo "FAIL --batch 250 and --batch 7 differ"
+  failures=$((failures + 1))
+fi
+
 # A module answering [B,1,4,8] for x of [B,1,8,8]: exit 1, one line on stderr naming both shapes
 # (after the progress bar's carriage returns), no summary.json.
 "$sample" --torchscript "$work/wrong_shape.pt" --family flow --steps 2 --per-class 2 --classes 0 --guidance 1 \

@@ -123,8 +123,8 @@ using combiner_condition_t = std::remove_cvref_t<decltype(std::declval<const K&>
 namespace detail {
 /// A guidance policy that keeps state across the predictions of one run (APG's momentum) declares
 /// `template <class T> using state_type = …;`; the sampler makes a fresh one per `sample` call
-/// and passes it as a fourth argument. Stateless policies get this empty one and never see it.
-struct NoGuidanceState {};
+/// and passes it as a fourth argument. Stateless policies get NoGuidanceState (denoiser.hpp) and
+/// never see it.
 template <class G, class T>
 struct guidance_state {
   using type = NoGuidanceState;

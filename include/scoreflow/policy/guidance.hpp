@@ -302,8 +302,8 @@ class ClassifierFree : public detail::rule_state_base<Rule> {
   std::vector<Prediction<T>> operator()(const Call& call, std::span<const T> xs, const std::vector<C>& conds) const
     requires(!requires { typename Rule::template state_type<T>; })
   {
-    detail::NoGuidanceState none;
-    return guide(call, xs, conds, none);
+    detail::NoGuidanceState stateless;
+    return guide(call, xs, conds, stateless);
   }
   template <class Call, class State, class T = typename Call::tensor_type>
     requires std::same_as<typename Call::condition_type, C> && requires { typename Rule::template state_type<T>; } &&

@@ -10,12 +10,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "scoreflow/errors.hpp"
 
 namespace scoreflow {
 
-class Generator {
+namespace detail {
+/// One stream of numbers: xoshiro256** and the ziggurat (the file comment). Generator holds one,
+/// or one per image.
+class NormalStream {
  public:
-  explicit Generator(std::uint64_t seed = 0) { reseed(seed); }
+  explicit NormalStream(std::uint64_t seed = 0) { reseed(seed); }
 
   void reseed(std::uint64_t seed) {
     // splitmix64 expands the seed into the 256-bit state (recommended by xoshiro's authors).
@@ -44,21 +52,15 @@ class Generator {
   /// Uniform double in the open interval (0, 1).
   double uniform() { return (static_cast<double>(next_u64() >> 11) + 0.5) * 0x1.0p-53; }
 
-  /// Standard normal sample (ziggurat; see the file comment). `fill_normal` gives the same sequence.
+  /// Standard normal sample (ziggurat; see the file comment). `for_each_normal` gives the same sequence.
   double normal() { return normal(ziggurat()); }
-
-  template <class Scalar>
-  void fill_normal(std::span<Scalar> out) {
-    Scalar* p = out.data();
-    for_each_normal(out.size(), [p](std::size_t i, double z) { p[i] = static_cast<Scalar>(z); });
-  }
 
   /// Draws n normals in order and hands each to sink(i, z): the same numbers as n calls to
   /// normal(), for fused loops (e.g. mean + σ z written in one pass, tensor.hpp's axpby_randn).
   template <class Sink>
   void for_each_normal(std::size_t n, Sink&& sink) {
     const Ziggurat& z = ziggurat();  // one static-guard check per block, not per value
-    Generator local = *this;         // a local copy keeps the state in registers
+    NormalStream local = *this;      // a local copy keeps the state in registers
     for (std::size_t i = 0; i < n; ++i) sink(i, local.normal(z));
     *this = local;
   }
@@ -131,9 +133,101 @@ class Generator {
   std::uint64_t state_[4]{};
 };
 
-inline const Generator::Ziggurat& Generator::ziggurat() {
+inline const NormalStream::Ziggurat& NormalStream::ziggurat() {
   static const Ziggurat table;
   return table;
 }
+
+/// splitmix64's finaliser: a 64-bit mix with full avalanche.
+constexpr std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+/// A stream key from a seed and an index, different for every (seed, index) pair in practice.
+constexpr std::uint64_t stream_key(std::uint64_t seed, std::uint64_t index) {
+  return mix64(seed ^ mix64(index + 0x9E3779B97F4A7C15ULL));
+}
+}  // namespace detail
+
+/// The random source of every sampler: a seeded stream, or one stream per image.
+///
+/// Plain (`Generator(seed)`): one stream; a draw for a tensor takes its elements in order.
+///
+/// Per image (`Generator::per_image(seed, first, count)`): a batch of `count` images, image
+/// first + r of the whole job drawing from its own stream keyed by (seed, first + r). A draw of n
+/// values for the batch gives image r the next n/count numbers of its stream (row-major: the batch
+/// is the leading axis), so image i's noise depends only on (seed, i) and on the sequence of draws
+/// the sampler makes, never on the batch size, on how a job is split into batches or across
+/// processes, or on the device. Sampling images 0 … 255 in one batch, in batches of 32, or on four
+/// ranks of 64 gives the same images for the same seed.
+class Generator {
+ public:
+  explicit Generator(std::uint64_t seed = 0) : stream_(seed) {}
+
+  static Generator per_image(std::uint64_t seed, std::uint64_t first_image, std::uint64_t images) {
+    if (images == 0) throw invalid_option("Generator::per_image: images = 0: must be at least 1");
+    Generator g(seed);
+    g.key_ = seed, g.first_ = first_image;
+    g.images_.reserve(static_cast<std::size_t>(images));
+    for (std::uint64_t r = 0; r < images; ++r) g.images_.emplace_back(detail::stream_key(seed, first_image + r));
+    return g;
+  }
+
+  [[nodiscard]] bool is_per_image() const { return !images_.empty(); }
+  [[nodiscard]] std::size_t images() const { return images_.size(); }
+
+  /// Back to one plain stream from `seed`.
+  void reseed(std::uint64_t seed) {
+    images_.clear();
+    stream_.reseed(seed);
+  }
+
+  /// An independent generator of the same kind (the sampler's start and policy streams): plain,
+  /// Generator(next_u64()); per image, each image's stream keyed anew from (seed, split count, i).
+  Generator split() {
+    if (!is_per_image()) return Generator(next_u64());
+    return per_image(detail::stream_key(key_, 0xD1B54A32D192ED03ULL + ++splits_), first_, images_.size());
+  }
+
+  /// Uniform 64-bit integer, normal and uniform draws: one stream only (a per-image generator has
+  /// no single next number; draw through a tensor, or split it first).
+  std::uint64_t next_u64() { return plain("next_u64").next_u64(); }
+  double uniform() { return plain("uniform").uniform(); }
+  double normal() { return plain("normal").normal(); }
+
+  template <class Scalar>
+  void fill_normal(std::span<Scalar> out) {
+    Scalar* p = out.data();
+    for_each_normal(out.size(), [p](std::size_t i, double z) { p[i] = static_cast<Scalar>(z); });
+  }
+
+  /// Draws n normals and hands each to sink(i, z) (fused loops, e.g. tensor.hpp's axpby_randn):
+  /// plain, the same numbers as n calls to normal(); per image, element i from image
+  /// ⌊i / (n / images)⌋'s stream.
+  template <class Sink>
+  void for_each_normal(std::size_t n, Sink&& sink) {
+    if (images_.empty()) return stream_.for_each_normal(n, sink);
+    const std::size_t count = images_.size();
+    if (n % count != 0)
+      throw shape_error("per-image noise: a draw of " + std::to_string(n) + " values does not split into " +
+                                  std::to_string(count) + " images (the batch must be the generator's image count)");
+    const std::size_t per = n / count;
+    for (std::size_t r = 0; r < count; ++r)
+      images_[r].for_each_normal(per, [&](std::size_t j, double z) { sink(r * per + j, z); });
+  }
+
+ private:
+  detail::NormalStream& plain(const char* what) {
+    if (!images_.empty())
+      throw invalid_option(std::string("Generator::") + what +
+                                  ": a per-image generator has one stream per image, not one next number");
+    return stream_;
+  }
+
+  detail::NormalStream stream_;
+  std::vector<detail::NormalStream> images_;  ///< empty: plain
+  std::uint64_t key_ = 0, first_ = 0, splits_ = 0;
+};
 
 }  // namespace scoreflow
