@@ -11,6 +11,12 @@
 // integer timestep 0…T−1 as a float with --family diffusion; c is the one-hot class (all zeros:
 // unconditional). Outputs: samples.png (a grid), samples-images-idx3-ubyte /
 // samples-labels-idx1-ubyte, and summary.json (settings, model calls, seconds).
+//
+// Sharded over processes with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT):
+// each rank samples its contiguous share of the images (shard_of), rank 0 gathers them and writes
+// the same outputs. Image i's noise depends on (seed, i) only, so 1 process or 4, and any --batch,
+// give the same images byte for byte (tests/cli/check_sample_torchscript.sh).
+//   torchrun --no_python --nproc_per_node 2 ./sample --model ... --out samples_out
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 #include <torch/script.h>
@@ -31,6 +37,7 @@
 #include "common/guidance_choice.hpp"
 #include "common/solvers.hpp"
 #include "scoreflow/torch.hpp"
+#include "scoreflow/torch/distributed/process_group.hpp"
 #include "scoreflow/torch/models/adapters.hpp"
 #include "scoreflow/torch/models/cpu_threads.hpp"
 
@@ -310,14 +317,18 @@ int run(Options& o) {
   auto m = load_model(o, device);
   const bool guided = o.classes != "none" && o.guidance != 1.0 && o.model != "flow_time";
 
-  // Per-image noise: image i's noise depends on (seed, i) only, so --batch never changes an image.
+  // Per-image noise: image i's noise depends on (seed, i) only, so neither --batch nor the number
+  // of processes changes an image. This rank samples images [mine.begin, mine.end).
+  const auto comm = sf::distributed::connect(sf::distributed::launch_environment());
+  const sf::distributed::Shard mine = sf::distributed::shard_of(labels.size(0), comm->rank(), comm->size());
+  if (!comm->is_main()) o.progress = false;
   std::vector<T> parts;
   std::size_t calls = 0, steps = 0;
   const auto start = std::chrono::steady_clock::now();
-  const double chunks = std::ceil(static_cast<double>(labels.size(0)) / o.batch);
+  const double chunks = std::ceil(static_cast<double>(mine.size()) / o.batch);
   double done = 0;
-  for (std::int64_t i = 0; i < labels.size(0); i += o.batch) {
-    const auto c = cond.slice(0, i, std::min(i + o.batch, labels.size(0)));
+  for (std::int64_t i = mine.begin; i < mine.end; i += o.batch) {
+    const auto c = cond.slice(0, i, std::min(i + o.batch, mine.end));
     sf::Generator gen = sf::Generator::per_image(o.seed, static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(c.size(0)));
     Run r;
     if (m.is_flow) {
@@ -336,7 +347,18 @@ int run(Options& o) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (o.progress) std::fprintf(stderr, "\n");
-  auto x = torch::cat(parts);
+  T local = parts.empty() ? torch::empty({0, o.channels, o.image_size, o.image_size}) : torch::cat(parts);
+  if (comm->size() > 1) {
+    // Ranks with no image still learn the model-call count (the same on every rank with images).
+    std::vector<T> counts{torch::tensor({static_cast<std::int64_t>(calls), static_cast<std::int64_t>(steps)})};
+    std::vector<T> any{torch::tensor({mine.size() > 0 ? std::int64_t{1} : std::int64_t{0}})};
+    comm->all_reduce_sum(counts, "model-call counts");
+    comm->all_reduce_sum(any, "ranks with images");
+    calls = static_cast<std::size_t>(counts[0][0].item<std::int64_t>() / any[0].item<std::int64_t>());
+    steps = static_cast<std::size_t>(counts[0][1].item<std::int64_t>() / any[0].item<std::int64_t>());
+  }
+  auto x = sf::distributed::gather_shards(*comm, local.contiguous(), labels.size(0), "gathering the samples on rank 0");
+  if (!comm->is_main()) return 0;  // rank 0 writes every output
   if (!m.is_flow) x = (x + 1) / 2;  // our DDPM's images live in [−1, 1]
   x = x.clamp(0, 1);
 
@@ -367,7 +389,8 @@ int run(Options& o) {
                       {"guidance_interval", o.interval},
                       {"guidance_ramp", o.ramp},
                       {"seed", o.seed},
-                      {"noise", "per image: image i's noise depends on (seed, i) only, not on --batch"},
+                      {"noise", "per image: image i's noise depends on (seed, i) only, not on --batch or processes"},
+                      {"processes", comm->size()},
                       {"samples", x.size(0)},
                       {"seconds", seconds},
                       {"images_per_second", x.size(0) / std::max(seconds, 1e-9)}};

@@ -68,6 +68,32 @@ else
   failures=$((failures + 1))
 fi
 
+# Sharded sampling (issue 17): 2 processes on loopback, with torchrun's variables, write the same
+# bytes as 1 process, whatever each one's --batch (27 images: shards of 14 and 13, micro-batches of
+# 4 leave short ones). Bounded: the group's timeout is 60 s, the test's 120 s.
+port=$(( 20000 + ($$ * 7) % 20000 ))
+for b in 250 4; do
+  for r in 0 1; do
+    RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$sample" --torchscript "$work/gaussian_flow.pt" \
+      --family flow --solver dpmpp_2m_sde --steps 6 --per-class 3 --classes 0,5,9 --guidance 3 --image-size 8 \
+      --channels 1 --num-classes 10 --device cpu --batch "$b" --out "$work/ranks2-batch$b" \
+      > "$work/ranks2-batch$b-rank$r.log" 2>&1 < /dev/null &
+  done
+  wait %1; s0=$?; wait %2; s1=$?
+  port=$((port + 1))
+  if [ "$s0" -ne 0 ] || [ "$s1" -ne 0 ]; then
+    echo "FAIL 2 processes, --batch $b: exit $s0 / $s1"; cat "$work/ranks2-batch$b-rank0.log" "$work/ranks2-batch$b-rank1.log"
+    failures=$((failures + 1))
+  elif cmp -s "$work/batch250/samples-images-idx3-ubyte" "$work/ranks2-batch$b/samples-images-idx3-ubyte" &&
+       cmp -s "$work/batch250/samples-labels-idx1-ubyte" "$work/ranks2-batch$b/samples-labels-idx1-ubyte" &&
+       grep -q '"processes": 2' "$work/ranks2-batch$b/summary.json"; then
+    echo "ok   2 processes with --batch $b give the images of 1 process, byte for byte"
+  else
+    echo "FAIL 2 processes with --batch $b differ from 1 process"
+    failures=$((failures + 1))
+  fi
+done
+
 # A module answering [B,1,4,8] for x of [B,1,8,8]: exit 1, one line on stderr naming both shapes
 # (after the progress bar's carriage returns), no summary.json.
 "$sample" --torchscript "$work/wrong_shape.pt" --family flow --steps 2 --per-class 2 --classes 0 --guidance 1 \

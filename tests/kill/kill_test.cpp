@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "process_control.hpp"
 #include "scoreflow/torch/io/loss_log.hpp"
 
 namespace fs = std::filesystem;
@@ -40,56 +41,15 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "kill_test: FAILED: %s\n", what.c_str());
-  std::exit(1);
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::size_t count(const std::string& text, const std::string& word) {
-  std::size_t n = 0;
-  for (auto at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) ++n;
-  return n;
-}
+[[noreturn]] void fail(const std::string& what) { test_process::fail("kill_test", what); }
+using test_process::count;
+using test_process::ended;
+using test_process::read_text;
+using test_process::wait_for;
 
 /// Starts `exe args...` with stdout and stderr appended to files in `log_dir`.
 pid_t spawn(const std::vector<std::string>& argv, const fs::path& log_dir) {
-  const pid_t pid = fork();
-  if (pid < 0) fail("fork failed");
-  if (pid == 0) {
-    const int out = open((log_dir / "stdout.txt").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    const int err = open((log_dir / "stderr.txt").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(out, 1);
-    dup2(err, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-/// Waits for `pid`; returns its exit code, or −signal.
-int wait_for(pid_t pid) {
-  int status = 0;
-  if (waitpid(pid, &status, 0) != pid) fail("waitpid failed");
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-/// The process's exit code if it has ended (reaping it), else nothing.
-std::optional<int> ended(pid_t pid) {
-  int status = 0;
-  const pid_t r = waitpid(pid, &status, WNOHANG);
-  if (r == 0) return std::nullopt;
-  if (r != pid) fail("waitpid failed");
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return test_process::spawn(argv, log_dir / "stdout.txt", log_dir / "stderr.txt");
 }
 
 /// Runs to the end; returns the "done <step> <digest> ema <digest>" line.
@@ -189,32 +149,13 @@ int run_test(int argc, char** argv) {
     if (in_write) {
       // Only where no temporary is (a stale one from an earlier kill, or one being written now);
       // else this becomes a random-time kill.
-      fifo = mkfifo(tmp.c_str(), 0644) == 0;
-      if (fifo) {
-        const int fd = open(tmp.c_str(), O_RDONLY | O_NONBLOCK);
-        std::size_t got = 0;
-        // Fewer bytes than a checkpoint minus the pipe's 64 KiB buffer (checked below), so the
-        // trainer is still inside its write when killed.
-        const std::size_t want = std::uniform_int_distribution<std::size_t>(1, 16384)(rng);
-        char buffer[4096];
-        while (!ended(pid)) {
-          pollfd p{fd, POLLIN, 0};
-          const int ready = poll(&p, 1, 50);
-          if (ready > 0 && !(p.revents & POLLIN)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-          if (ready > 0 && (p.revents & POLLIN)) {
-            const auto n = read(fd, buffer, std::min(sizeof buffer, want - got));
-            if (n > 0) got += static_cast<std::size_t>(n);
-            if (got >= want) {
-              kill(pid, SIGKILL);
-              killed = wait_for(pid) == -SIGKILL;
-              break;
-            }
-          }
-        }
-        close(fd);
-        fs::remove(tmp);
-        if (killed) ++in_write_fifo;
-      }
+      // Fewer bytes than a checkpoint minus the pipe's 64 KiB buffer (checked below), so the
+      // trainer is still inside its write when killed.
+      const std::size_t want = std::uniform_int_distribution<std::size_t>(1, 16384)(rng);
+      const auto r = test_process::kill_inside_write(pid, tmp, want);
+      fifo = r != test_process::WriteKill::no_fifo;
+      killed = r == test_process::WriteKill::killed;
+      if (killed) ++in_write_fifo;
     }
     if (!fifo) {
       const bool writing = fs::exists(tmp);

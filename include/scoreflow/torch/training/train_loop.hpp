@@ -11,6 +11,7 @@
 //   clip_grad_norm  clips the gradient's global L2 norm before each step; the norm before
 //                   clipping is in TrainProgress::grad_norm.
 //   lr_schedule     linear warm-up, then a cosine decay to min_lr, per step (lr_schedule.hpp).
+//   communicator    data-parallel training over several processes (distributed/): see below.
 //
 //   torch::manual_seed(0);                                   // model initialisation
 //   scoreflow::models::ClassConditionalUNet net(scoreflow::models::UNetOptions{.hidden = 64});
@@ -25,6 +26,22 @@
 // (max_steps) and resumed from its checkpoint repeats the uninterrupted run exactly on the CPU,
 // mid-epoch too: the checkpoint records the position and the data source reopens the epoch and
 // skips the batches already seen.
+//
+// Data-parallel training (TrainOptions::communicator of size N > 1; distributed/process_group.hpp
+// makes one from torchrun's variables). Every rank opens the same epoch of the same data source —
+// one global permutation — and trains on its shard of each global batch (shard_of: contiguous
+// rows, sizes differing by at most one). Each rank's mean loss is weighted by its share of the
+// batch, so the gradients summed over ranks (distributed/gradient_buckets.hpp: flat buckets,
+// all-reduced while the backward pass runs) are the global batch's, and the random draws of the
+// objective are the global batch's too (TrainingRng::set_shard): N processes × B/N train as one
+// process × B, to float rounding (summation order), for models without batch statistics.
+// BatchNorm: per-rank batch statistics, and rank 0's running statistics broadcast to every rank
+// before each step — PyTorch DDP's default (broadcast_buffers=True); the README's design section
+// gives the measured effect. The loss, and so NaN checks and the loss log, are global (one small
+// all-reduce before the backward pass), so every rank decides alike. Rank 0 alone writes
+// checkpoints (atomically); every rank resumes from the same file (a shared file system across
+// machines) and the ranks check that they resumed at the same step. Callbacks run on every rank
+// with the global figures: write logs and images from rank 0 (communicator->is_main()).
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -46,6 +63,8 @@
 
 #include "scoreflow/errors.hpp"
 #include "scoreflow/torch/device.hpp"
+#include "scoreflow/torch/distributed/communicator.hpp"
+#include "scoreflow/torch/distributed/gradient_buckets.hpp"
 #include "scoreflow/torch/training/checkpoint.hpp"
 #include "scoreflow/torch/training/data_source.hpp"
 #include "scoreflow/torch/training/ema.hpp"
@@ -95,6 +114,10 @@ struct TrainOptions {
   std::filesystem::path checkpoint_dir{};    ///< empty: no automatic checkpoints
   std::int64_t checkpoint_every = 0;         ///< steps between checkpoints (0: at epoch ends only)
   std::optional<std::int64_t> max_steps{};   ///< stop after this many optimizer steps in total
+  /// Data-parallel over the communicator's processes (null or size 1: this process alone).
+  /// batch_size is then the global batch, split across ranks.
+  std::shared_ptr<distributed::Communicator> communicator{};
+  distributed::BucketOptions buckets{};      ///< gradient all-reduce buckets (with communicator)
 };
 
 /// What on_progress sees every log_every steps.
@@ -241,6 +264,16 @@ class Trainer {
         rng_(options_.seed),
         lr_horizon_(options_.lr_schedule.total_steps) {
     state_.seed = options_.seed;
+    if (distributed()) {
+      // As DDP's constructor: every rank starts from rank 0's weights and buffers.
+      std::vector<torch::Tensor> state;
+      for (auto& p : net_->parameters()) state.push_back(p.data());
+      for (auto& b : net_->buffers()) state.push_back(b);
+      torch::NoGradGuard no_grad;
+      options_.communicator->broadcast(state, 0, "initial weights from rank 0");
+      buckets_ = std::make_unique<distributed::GradientBuckets>(net_->parameters(), options_.communicator,
+                                                                options_.buckets);
+    }
     if (options_.ema) ema_.emplace(*net_, *options_.ema);  // starts at the initial weights
   }
 
@@ -267,18 +300,32 @@ class Trainer {
   /// One optimizer step on one batch at the current learning rate (fit sets it before every
   /// step); returns its loss. Clips the gradient (options.clip_grad_norm), steps, then updates
   /// the EMA. Throws non_finite_error on a NaN/inf loss or gradient norm, before the update.
+  /// Data-parallel (options.communicator): `raw` is the global batch, every rank passes the same,
+  /// and each trains on its shard; the loss returned is the global batch's.
   double train_step(const Batch& raw) {
     Batch b{raw.images.defined() ? raw.images.to(options_.device, torch::kFloat32) : raw.images,
             raw.labels.defined() ? raw.labels.to(options_.device, torch::kLong) : raw.labels};
     optimizer_->zero_grad();
+    double share = 1.0;  // this rank's part of the global batch
+    if (distributed()) {
+      b = shard(b);
+      share = static_cast<double>(b.images.size(0)) / static_cast<double>(raw.images.size(0));
+    }
     torch::Tensor loss = objective_(net_, b, rng_);
+    rng_.clear_shard();
     if (!loss.defined() || loss.numel() != 1)
       throw shape_error("train_step: the objective must return a scalar loss");
-    const double value = loss.item<double>();
+    const double value = distributed() ? global_loss(loss, share) : loss.item<double>();
     if (!std::isfinite(value))  // checked before the update, so the weights stay finite
       throw non_finite_error(scoreflow::detail::concat("training loss at step ", state_.step + 1, " is ", value,
                                                        " (NaN in the data, or a learning rate too high?)"));
-    loss.backward();
+    if (distributed()) {
+      buckets_->begin(state_.step + 1);
+      (loss * share).backward();
+      buckets_->finish();
+    } else {
+      loss.backward();
+    }
     if (options_.clip_grad_norm) {
       // The global L2 norm over every parameter's gradient, scaled down to the cap when above it
       // (by cap/(norm + 1e-6), LibTorch's clip_grad_norm_, as PyTorch's).
@@ -294,8 +341,10 @@ class Trainer {
     return value;
   }
 
-  /// Saves model, optimizer, position, RNG state and the EMA (atomically).
+  /// Saves model, optimizer, position, RNG state and the EMA (atomically). Data-parallel: rank 0
+  /// writes, the other ranks (whose state is the same) do nothing.
   void save_checkpoint(const std::filesystem::path& file) const {
+    if (distributed() && !options_.communicator->is_main()) return;
     training::save_checkpoint(file, *net_, *optimizer_, state_, rng_, ema_ ? &*ema_ : nullptr);
   }
 
@@ -317,10 +366,13 @@ class Trainer {
   }
 
   /// Loads checkpoint_path() if it exists; returns whether it did.
+  /// Data-parallel: every rank loads the same file, then the ranks check that they all stand at
+  /// rank 0's step (a distributed_error if not: no shared file system, or a stale copy).
   bool resume() {
-    if (!has_checkpoint_dir() || !std::filesystem::exists(checkpoint_path())) return false;
-    load_checkpoint(checkpoint_path());
-    return true;
+    const bool found = has_checkpoint_dir() && std::filesystem::exists(checkpoint_path());
+    if (found) load_checkpoint(checkpoint_path());
+    if (distributed()) check_same_step("resume");
+    return found;
   }
 
   /// options.checkpoint_dir / "checkpoint.pt".
@@ -378,6 +430,11 @@ class Trainer {
     return std::forward<Fn>(fn)(net_);
   }
 
+  /// Whether this trainer is data-parallel over more than one process.
+  [[nodiscard]] bool distributed() const { return options_.communicator && options_.communicator->size() > 1; }
+  /// Gradient buckets of data-parallel training (null otherwise).
+  [[nodiscard]] const distributed::GradientBuckets* gradient_buckets() const { return buckets_.get(); }
+
   Net& net() { return net_; }
   /// The optimizer (torch::optim::Adam or AdamW, by options.optimizer).
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
@@ -387,6 +444,47 @@ class Trainer {
   const Objective& objective() const { return objective_; }
 
  private:
+  /// This rank's rows of the global batch, with the objective's draws set to the global batch's
+  /// (TrainingRng::set_shard), after rank 0's BatchNorm statistics are broadcast (DDP's default).
+  Batch shard(const Batch& global) {
+    const auto& comm = *options_.communicator;
+    const auto n = global.images.size(0);
+    const distributed::Shard s = distributed::shard_of(n, comm.rank(), comm.size());
+    if (s.size() == 0)  // the same on every rank: every rank throws
+      throw invalid_option(scoreflow::detail::concat(
+          "a batch of ", n, " images at step ", state_.step + 1, " cannot be split over ", comm.size(),
+          " processes: every process needs at least one (use drop_last, or a batch_size and a dataset size whose "
+          "remainder is 0 or ≥ ", comm.size(), ")"));
+    std::vector<torch::Tensor> buffers;
+    for (auto& buffer : net_->buffers()) buffers.push_back(buffer);
+    if (!buffers.empty()) {
+      torch::NoGradGuard no_grad;
+      options_.communicator->broadcast(buffers, 0, scoreflow::detail::concat("buffers (BatchNorm statistics) of rank 0 at step ", state_.step + 1));
+    }
+    rng_.set_shard(s.begin, s.size(), n);
+    return Batch{global.images.narrow(0, s.begin, s.size()),
+                 global.labels.defined() ? global.labels.narrow(0, s.begin, s.size()) : global.labels};
+  }
+
+  /// The global batch's mean loss: each rank's mean weighted by its share, summed over ranks.
+  double global_loss(const torch::Tensor& loss, double share) {
+    std::vector<torch::Tensor> total{loss.detach().to(torch::kFloat64).reshape({1}) * share};  // on the loss's device (NCCL)
+    options_.communicator->all_reduce_sum(total, scoreflow::detail::concat("loss at step ", state_.step + 1));
+    return total[0].item<double>();
+  }
+
+  /// Every rank must stand where rank 0 stands (after resume).
+  void check_same_step(const char* when) {
+    std::vector<torch::Tensor> step{torch::tensor({state_.step, state_.epoch, state_.batch_in_epoch}).to(options_.device)};
+    const auto mine = step[0].clone();  // NOLINT: compared after the broadcast
+    options_.communicator->broadcast(step, 0, scoreflow::detail::concat("position check at ", when));
+    if (!torch::equal(step[0], mine))
+      throw distributed::distributed_error(scoreflow::detail::concat(
+          when, ": rank ", options_.communicator->rank(), " is at step ", state_.step, " but rank 0 at step ",
+          step[0][0].item<std::int64_t>(), ": every rank must resume from the same checkpoint (a shared file system "
+          "across machines)"));
+  }
+
   /// The run's length, epochs × batches per epoch, if the data source knows it (not cut by
   /// max_steps: the lr schedule's horizon must not change when a stopped run is continued).
   [[nodiscard]] std::optional<std::int64_t> run_steps(const DataSource& data) const {
@@ -465,6 +563,7 @@ class Trainer {
   std::optional<ExponentialMovingAverage> ema_;
   std::optional<std::int64_t> lr_horizon_;
   std::optional<double> last_grad_norm_;
+  std::unique_ptr<distributed::GradientBuckets> buckets_;
 };
 
 }  // namespace scoreflow::training
