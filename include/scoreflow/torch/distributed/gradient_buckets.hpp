@@ -17,7 +17,9 @@
 //
 // A parameter that gets no gradient in a step (unused by the forward pass) contributes zeros,
 // and keeps an undefined .grad where it had none, as in a single process. Every rank must run the
-// same model, so the same parameters get gradients on every rank.
+// same model, so the same parameters get gradients on every rank. Its bucket, and every later
+// one, then starts only in finish(): correct, but no longer overlapped (DDP instead refuses
+// unused parameters unless find_unused_parameters is set).
 #include <algorithm>
 #include <cstdint>
 #include <memory>
