@@ -34,6 +34,7 @@
 #include <string_view>
 
 #include "common/cli.hpp"
+#include "common/program.hpp"
 #include "common/guidance_choice.hpp"
 #include "common/solvers.hpp"
 #include "scoreflow/torch.hpp"
@@ -314,12 +315,13 @@ int run(Options& o) {
     diffusion_grid = examples::diffusion_grid(grid, o.steps, table);
   const auto labels = make_labels(o);
   const auto cond = conditions(labels, o.num_classes);
+  // The group first: a bad launch fails before any model is read.
+  const auto comm = sf::distributed::connect(sf::distributed::launch_environment());
   auto m = load_model(o, device);
   const bool guided = o.classes != "none" && o.guidance != 1.0 && o.model != "flow_time";
 
   // Per-image noise: image i's noise depends on (seed, i) only, so neither --batch nor the number
   // of processes changes an image. This rank samples images [mine.begin, mine.end).
-  const auto comm = sf::distributed::connect(sf::distributed::launch_environment());
   const sf::distributed::Shard mine = sf::distributed::shard_of(labels.size(0), comm->rank(), comm->size());
   if (!comm->is_main()) o.progress = false;
   std::vector<T> parts;
@@ -405,15 +407,6 @@ int run(Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"scoreflow sample: any solver, grid and guidance on a trained model"};
-  Options o;
-  add_options(app, o);
-  examples::one_line_parse_errors(app);
-  CLI11_PARSE(app, argc, argv);
-  sm::set_cpu_threads(at::get_num_threads());
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    return examples::report_failure("sample", e);
-  }
+  return examples::options_program<Options>("sample", "scoreflow sample: any solver, grid and guidance on a trained model", argc, argv,
+                                            [](Options& o) { return run(o); });
 }

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "common/cli.hpp"
+#include "common/program.hpp"
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/distributed/process_group.hpp"
 #include "scoreflow/torch/io/loss_log.hpp"
@@ -134,15 +135,6 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"scoreflow train: one of our UNets on IDX data, on one process or several (torchrun)"};
-  Options o;
-  add_options(app, o);
-  examples::one_line_parse_errors(app);
-  CLI11_PARSE(app, argc, argv);
-  sm::set_cpu_threads(at::get_num_threads());
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    return examples::report_failure("train", e);
-  }
+  return examples::options_program<Options>("train", "scoreflow train: one of our UNets on IDX data, on one process or several (torchrun)", argc, argv,
+                                            [](Options& o) { return run(o); });
 }

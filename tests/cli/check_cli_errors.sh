@@ -2,7 +2,7 @@
 # Issue 7: every command-line program answers bad input with a non-zero exit status and exactly
 # one line on stderr — never a stack trace, an uncaught exception ("terminate called") or an abort.
 #
-#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> gallery=<exe> prepare_data=<exe> deepfloyd_if=<exe> sample=<exe>
+#   check_cli_errors.sh <work dir> part_b=<exe> part_a=<exe> gallery=<exe> prepare_data=<exe> deepfloyd_if=<exe> sample=<exe> train=<exe>
 # (programs not given are skipped). Prints one row per case; exits 1 if any case fails.
 set -u
 work=$1; shift
@@ -71,10 +71,19 @@ check sample "unknown guidance space" --weights "$work/garbage.pt" --guidance-sp
 check sample "guidance interval not two numbers" --weights "$work/garbage.pt" --guidance-interval 0.3
 check sample "guidance interval upside down" --weights "$work/garbage.pt" --guidance-interval 5,1
 check sample "missing weights file" --weights "$work/none.pt"
+RANK=2 WORLD_SIZE=2 check sample "rank out of range" --weights "$work/garbage.pt"
 check sample "corrupt weights file" --weights "$work/garbage.pt"
 check sample "corrupt TorchScript file" --torchscript "$work/garbage.pt"
 check deepfloyd_if "missing stage I file" --stage1 "$work/none.pt" --embeddings "$work/cut.sfemb"
 check deepfloyd_if "stage I not TorchScript" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --out "$work/if"
+check train "unknown model" --data "$work/truncated" --model bogus
+check train "missing data folder" --data "$work/none"
+check train "truncated IDX file" --data "$work/truncated"
+check train "image and label counts differ" --data "$work/mismatch"
+check train "batch size zero" --data "$work/truncated" --batch 0
+check train "EMA decay out of range" --data "$work/truncated" --ema 1.5
+RANK=1 check train "RANK without WORLD_SIZE" --data "$work/truncated"
+RANK=0 WORLD_SIZE=2 check train "MASTER_ADDR unset" --data "$work/truncated"
 check deepfloyd_if "samples out of range" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --samples 0
 
 echo "$cases cases, $failures failed"
