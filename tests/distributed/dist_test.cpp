@@ -15,7 +15,8 @@
 //     uninterrupted 2-rank run's bit for bit, and the loss logs are equal.
 //   dist_test launch <dist_worker> <work dir>
 //     a rank out of range, a WORLD_SIZE that differs between ranks, two processes with one RANK,
-//     an unreachable master, MASTER_ADDR unset: each a clear error within the timeout.
+//     an unreachable master, MASTER_ADDR unset: each a clear error within the timeout; and a
+//     peer stalled mid-run (SIGSTOP): the other rank exits on its timeout, naming it.
 #include <signal.h>
 #include <unistd.h>
 
@@ -304,6 +305,31 @@ int launch_errors(const std::string& worker, const fs::path& work) {
                "two processes were started with RANK = 1", true);
   expect_error(worker, work, "unreachable master", 2, {{{"RANK", "1"}}}, 0, "cannot reach the rendezvous store");
   expect_error(worker, work, "MASTER_ADDR unset", 2, {{{"MASTER_ADDR", ""}}}, 0, "MASTER_ADDR is not set");
+
+  // A stalled peer (SIGSTOP: alive, silent): the other rank's next collective times out, and it
+  // exits with an error that says so, within its 3 s timeout (+ slack), instead of hanging.
+  const fs::path stall = work / "stalled peer";
+  const auto ranks = launch({worker, "train", stall.string(), "group", "16", "400"}, stall, 2, {{"SF_TIMEOUT_MS", "3000"}});
+  const auto t0 = clock_type::now();
+  while (count(read_text(ranks[0].out), "resumed ") == 0 || count(read_text(ranks[1].out), "resumed ") == 0) {
+    if (clock_type::now() - t0 > 60s) fail("stalled peer: the ranks did not start");
+    std::this_thread::sleep_for(2ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  kill(ranks[1].pid, SIGSTOP);
+  const auto stopped_at = clock_type::now();
+  const auto code = test_process::wait_within(ranks[0].pid, 3s + 10s);
+  const double seconds = std::chrono::duration<double>(clock_type::now() - stopped_at).count();
+  kill(ranks[1].pid, SIGKILL);
+  test_process::wait_for(ranks[1].pid);
+  if (!code) {
+    kill(ranks[0].pid, SIGKILL);
+    fail("stalled peer: rank 0 still runs 13 s after rank 1 stopped (a hang)");
+  }
+  const std::string err = read_text(ranks[0].err);
+  if (*code == 0 || err.find("stalled past the timeout of 3 s") == std::string::npos)
+    fail("stalled peer: rank 0 exited " + std::to_string(*code) + " with: " + err);
+  std::printf("ok   %-22s %.1f s: %s", "stalled peer", seconds, err.substr(err.rfind("dist_worker: ")).c_str());
   std::printf("PASSED\n");
   return 0;
 }

@@ -36,8 +36,8 @@
 // objective are the global batch's too (TrainingRng::set_shard): N processes × B/N train as one
 // process × B, to float rounding (summation order), for models without batch statistics.
 // BatchNorm: per-rank batch statistics, and rank 0's running statistics broadcast to every rank
-// before each step — PyTorch DDP's default (broadcast_buffers=True); the README's design section
-// gives the measured effect. The loss, and so NaN checks and the loss log, are global (one small
+// before each step — PyTorch DDP's default (broadcast_buffers=True); the README ("Multi-process
+// training and sampling") gives the measured effect. The loss, and so NaN checks and the loss log, are global (one small
 // all-reduce before the backward pass), so every rank decides alike. Rank 0 alone writes
 // checkpoints (atomically); every rank resumes from the same file (a shared file system across
 // machines) and the ranks check that they resumed at the same step. Callbacks run on every rank
@@ -311,8 +311,14 @@ class Trainer {
       b = shard(b);
       share = static_cast<double>(b.images.size(0)) / static_cast<double>(raw.images.size(0));
     }
-    torch::Tensor loss = objective_(net_, b, rng_);
-    rng_.clear_shard();
+    torch::Tensor loss;
+    {
+      struct ClearShard {  // also when the objective throws
+        TrainingRng& rng;
+        ~ClearShard() { rng.clear_shard(); }
+      } clear{rng_};
+      loss = objective_(net_, b, rng_);
+    }
     if (!loss.defined() || loss.numel() != 1)
       throw shape_error("train_step: the objective must return a scalar loss");
     const double value = distributed() ? global_loss(loss, share) : loss.item<double>();
