@@ -5,7 +5,8 @@
 //     2 ranks × half the batch against 1 rank × the batch, a fixed number of steps: without batch
 //     statistics (GroupNorm UNet) the weights agree to float rounding and the loss curves too,
 //     also for a batch that splits unevenly (15 = 8 + 7, and a last batch of 3 = 2 + 1);
-//     overlapping the all-reduce with the backward pass or not gives the same bits; with the
+//     every rank ends with the same weights bit for bit; overlapping the all-reduce with the
+//     backward pass or not gives the same bits; with the
 //     seed's BatchNorm UNet (per-rank batch statistics, DDP's default) the loss curves agree
 //     within a stated tolerance and the weight difference is printed.
 //   dist_test faults <dist_worker> <work dir> [kills = 5] [seed = 1]
@@ -114,6 +115,17 @@ TrainRun train(const std::string& worker, const fs::path& dir, int world, const 
   for (std::size_t r = 0; r < codes.size(); ++r)
     if (codes[r] != 0) fail("rank " + std::to_string(r) + " of " + dir.string() + " exited " + std::to_string(codes[r]) + ": " + read_text(ranks[r].err));
   const auto out = read_text(ranks[0].out);
+  if (world > 1) {  // the optimizer steps were identical on every rank: the same weights, bit for bit
+    auto weights_of = [&](int r) {
+      const auto text = read_text(ranks[static_cast<std::size_t>(r)].out);
+      const auto w = text.rfind(" weights ");
+      return w == std::string::npos ? std::string("none") : text.substr(w + 9, 16);
+    };
+    for (int r = 1; r < world; ++r)
+      if (weights_of(r) != weights_of(0))
+        fail(dir.string() + ": rank " + std::to_string(r) + " ended with other weights than rank 0 (" + weights_of(r) +
+             " vs " + weights_of(0) + ")");
+  }
   const auto at = out.rfind("done ");
   return {read_floats(dir / "weights.f32"), scoreflow::read_loss_log(dir / "loss.csv"),
           at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at)};

@@ -4,8 +4,8 @@
 // resume_loss_log — one thread per process, so the sums are the same in every run.
 //
 //   dist_worker train <dir> <norm: group|batch> <global batch> <epochs> [checkpoint_every]
-//     trains (resuming from <dir>/checkpoint.pt) to the end; prints "resumed <step>" then, on rank
-//     0, "done <step> <digest>" and writes <dir>/weights.f32 (every parameter, float32, in order)
+//     trains (resuming from <dir>/checkpoint.pt) to the end; prints "resumed <step>", then
+//     "rank <r> weights <digest>" on every rank and, on rank 0, "done <step> <digest>", and writes <dir>/weights.f32 (every parameter, float32, in order)
 //     and <dir>/loss.csv (the global loss of every step).
 //   dist_worker join
 //     only joins the group and leaves, after SF_HOLD_MS milliseconds if set (launch-error cases).
@@ -73,6 +73,8 @@ int train(const fs::path& dir, const std::string& norm, std::int64_t batch, std:
         {.on_loss = [&](std::int64_t step, std::int64_t epoch, double loss) {
           if (log) log->write(step, epoch, loss, t.current_lr());
         }});
+  // Every rank's weights (the optimizer steps must be identical on every rank).
+  std::printf("rank %d weights %016llx\n", comm->rank(), digest(t.net()));
   if (comm->is_main()) {
     std::ofstream w(dir / "weights.f32", std::ios::binary);
     for (const auto& p : t.net()->parameters()) {

@@ -238,8 +238,8 @@ class ProcessGroup final : public Communicator {
       first_line = first_line.substr(0, first_line.find('\n'));
       throw distributed_error(scoreflow::detail::concat(
           what, " failed on rank ", rank(), " of ", size(), ": ",
-          lost.empty() ? "no peer process on this host has exited (a peer on another host is gone, or stalled past "
-                         "the timeout of " + detail::seconds_text(options_.timeout) + ")"
+          lost.empty() ? "no peer process on this host has exited: a peer stalled past the timeout of " +
+                             detail::seconds_text(options_.timeout) + ", or one on another host is gone"
                        : "lost " + lost + ": its process has exited",
           " [", backend_name(), ": ", first_line, "]"));
     }

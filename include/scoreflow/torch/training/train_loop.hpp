@@ -36,9 +36,10 @@
 // objective are the global batch's too (TrainingRng::set_shard): N processes × B/N train as one
 // process × B, to float rounding (summation order), for models without batch statistics.
 // BatchNorm: per-rank batch statistics, and rank 0's running statistics broadcast to every rank
-// before each step — PyTorch DDP's default (broadcast_buffers=True); the README ("Multi-process
-// training and sampling") gives the measured effect. The loss, and so NaN checks and the loss log, are global (one small
-// all-reduce before the backward pass), so every rank decides alike. Rank 0 alone writes
+// before each step and at the end of fit() — PyTorch DDP's default (broadcast_buffers=True),
+// and after fit() every rank's net equals rank 0's bit for bit; the README ("Multi-process
+// training and sampling") gives the measured effect. The loss, and so NaN checks and the loss
+// log, are global (one small all-reduce before the backward pass), so every rank decides alike. Rank 0 alone writes
 // checkpoints (atomically); every rank resumes from the same file (a shared file system across
 // machines) and the ranks check that they resumed at the same step. Callbacks run on every rank
 // with the global figures: write logs and images from rank 0 (communicator->is_main()).
@@ -51,6 +52,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -294,6 +296,7 @@ class Trainer {
       if (!stopped) finish_epoch(epoch_start, callbacks);
     }
     if (stopped && has_checkpoint_dir()) save_checkpoint(checkpoint_path());
+    if (distributed()) broadcast_buffers("the end of fit");  // every rank's net is now rank 0's, bit for bit
     return state_;
   }
 
@@ -461,15 +464,19 @@ class Trainer {
           "a batch of ", n, " images at step ", state_.step + 1, " cannot be split over ", comm.size(),
           " processes: every process needs at least one (use drop_last, or a batch_size and a dataset size whose "
           "remainder is 0 or ≥ ", comm.size(), ")"));
-    std::vector<torch::Tensor> buffers;
-    for (auto& buffer : net_->buffers()) buffers.push_back(buffer);
-    if (!buffers.empty()) {
-      torch::NoGradGuard no_grad;
-      options_.communicator->broadcast(buffers, 0, scoreflow::detail::concat("buffers (BatchNorm statistics) of rank 0 at step ", state_.step + 1));
-    }
+    broadcast_buffers(scoreflow::detail::concat("step ", state_.step + 1));
     rng_.set_shard(s.begin, s.size(), n);
     return Batch{global.images.narrow(0, s.begin, s.size()),
                  global.labels.defined() ? global.labels.narrow(0, s.begin, s.size()) : global.labels};
+  }
+
+  /// Rank 0's buffers (BatchNorm's running statistics) to every rank.
+  void broadcast_buffers(const std::string& when) {
+    std::vector<torch::Tensor> buffers;
+    for (auto& buffer : net_->buffers()) buffers.push_back(buffer);
+    if (buffers.empty()) return;
+    torch::NoGradGuard no_grad;
+    options_.communicator->broadcast(buffers, 0, "buffers (BatchNorm statistics) of rank 0 at " + when);
   }
 
   /// The global batch's mean loss: each rank's mean weighted by its share, summed over ranks.
