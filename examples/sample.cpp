@@ -352,12 +352,12 @@ int run(Options& o) {
   T local = parts.empty() ? torch::empty({0, o.channels, o.image_size, o.image_size}) : torch::cat(parts);
   if (comm->size() > 1) {
     // Ranks with no image still learn the model-call count (the same on every rank with images).
-    std::vector<T> counts{torch::tensor({static_cast<std::int64_t>(calls), static_cast<std::int64_t>(steps)})};
-    std::vector<T> any{torch::tensor({mine.size() > 0 ? std::int64_t{1} : std::int64_t{0}})};
-    comm->all_reduce_sum(counts, "model-call counts");
-    comm->all_reduce_sum(any, "ranks with images");
-    calls = static_cast<std::size_t>(counts[0][0].item<std::int64_t>() / any[0].item<std::int64_t>());
-    steps = static_cast<std::size_t>(counts[0][1].item<std::int64_t>() / any[0].item<std::int64_t>());
+    std::vector<T> sums{torch::tensor({static_cast<std::int64_t>(calls), static_cast<std::int64_t>(steps),
+                                       mine.size() > 0 ? std::int64_t{1} : std::int64_t{0}})};
+    comm->all_reduce_sum(sums, "model-call counts");  // calls, steps, ranks with images
+    const auto ranks_with_images = sums[0][2].item<std::int64_t>();
+    calls = static_cast<std::size_t>(sums[0][0].item<std::int64_t>() / ranks_with_images);
+    steps = static_cast<std::size_t>(sums[0][1].item<std::int64_t>() / ranks_with_images);
   }
   auto x = sf::distributed::gather_shards(*comm, local.contiguous(), labels.size(0), "gathering the samples on rank 0");
   if (!comm->is_main()) return 0;  // rank 0 writes every output

@@ -3,8 +3,9 @@
 // rank among `size()` processes, sum, broadcast and gather of tensors, and a barrier. The
 // implementation over PyTorch's c10d (Gloo on CPU, NCCL on GPUs) is process_group.hpp; a single
 // process is SingleProcess below, where every collective is the identity. The trainer
-// (training/train_loop.hpp) and sampling (sharding.hpp) see only this interface, so they compile
-// without c10d, and a test can hand them any implementation.
+// (training/train_loop.hpp) and sharded sampling (shard_of, gather_shards below; examples/sample.cpp)
+// see only this interface, so they compile without c10d, and a test can hand them any
+// implementation.
 //
 // Every collective names what it is for (`what`, e.g. "gradient bucket 2 of 3 at step 41"), so
 // that when a peer process is lost the error says where, and which rank was lost

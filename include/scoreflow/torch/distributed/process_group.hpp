@@ -40,6 +40,7 @@
 #include "scoreflow/errors.hpp"
 #include "scoreflow/torch/distributed/communicator.hpp"
 #include "scoreflow/torch/distributed/launch_environment.hpp"
+#include "scoreflow/torch/torch_message.hpp"
 
 #if defined(SCOREFLOW_HAS_C10D)
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -234,14 +235,12 @@ class ProcessGroup final : public Communicator {
         std::this_thread::sleep_for(std::chrono::milliseconds(25));
         lost = lost_ranks();
       }
-      std::string first_line = e.what();
-      first_line = first_line.substr(0, first_line.find('\n'));
       throw distributed_error(scoreflow::detail::concat(
           what, " failed on rank ", rank(), " of ", size(), ": ",
           lost.empty() ? "no peer process on this host has exited: a peer stalled past the timeout of " +
                              detail::seconds_text(options_.timeout) + ", or one on another host is gone"
                        : "lost " + lost + ": its process has exited",
-          " [", backend_name(), ": ", first_line, "]"));
+          " [", backend_name(), ": ", scoreflow::detail::torch_message(e), "]"));
     }
   }
 
@@ -257,8 +256,6 @@ class ProcessGroup final : public Communicator {
       store_ = tcp;
       if (!env_.store_prefix.empty()) store_ = c10::make_intrusive<c10d::PrefixStore>(env_.store_prefix, tcp);
     } catch (const std::exception& e) {
-      std::string first_line = e.what();
-      first_line = first_line.substr(0, first_line.find('\n'));
       throw distributed_error(scoreflow::detail::concat(
           "rank ", env_.rank, ": ",
           so.isServer ? "cannot serve the rendezvous store on port " : "cannot reach the rendezvous store at ",
@@ -266,7 +263,7 @@ class ProcessGroup final : public Communicator {
           " within ", detail::seconds_text(options_.timeout),
           so.isServer ? " (MASTER_PORT in use by another run?)"
                       : " (MASTER_ADDR / MASTER_PORT: is rank 0 running and reachable?)",
-          " [", first_line, "]"));
+          " [", scoreflow::detail::torch_message(e), "]"));
     }
   }
 
@@ -303,10 +300,9 @@ class ProcessGroup final : public Communicator {
     } catch (const distributed_error&) {
       throw;
     } catch (const std::exception& e) {
-      std::string first_line = e.what();
       throw distributed_error(scoreflow::detail::concat(
           "rank ", env_.rank, " lost the rendezvous store at ", env_.master_addr, ":", env_.master_port,
-          " while joining (rank 0, which serves it, has exited?) [", first_line.substr(0, first_line.find('\n')), "]"));
+          " while joining (rank 0, which serves it, has exited?) [", scoreflow::detail::torch_message(e), "]"));
     }
   }
 
