@@ -82,8 +82,13 @@ struct Sampler {
     std::size_t step = 0, calls = 0, step_from = path[0];
     const std::size_t total = path.size() - 1;
     detail::guidance_state_t<Guidance, T> guidance_state{};  // this run's, e.g. APG's momentum
-    const auto guided = [&](const auto& parts, const T& x, time_type time) -> Prediction<T> {
-      const auto prompt_scales = detail::prompt_scales_of(parts);
+    // The combiner's conditions and per-prompt scales are fixed for the run: built once here, not
+    // per prediction (a condition may be a whole image: copying it each call is a pass over it).
+    // A combiner that alternates hands each step's part over instead (its own conditions).
+    const auto run_conditions = combiner.conditions();
+    const auto run_scales = detail::prompt_scales_of(combiner);
+    const auto guided = [&](const auto& parts, const auto& conditions, const auto& prompt_scales, const T& x,
+                            time_type time) -> Prediction<T> {
       GuidanceContext context{step, total, calls, std::nullopt, std::nullopt, std::nullopt, prompt_scales};
       if constexpr (requires { schedule.level_at(time); }) {
         context.level = schedule.level_at(time);
@@ -95,14 +100,17 @@ struct Sampler {
       const ModelCall<Model, T, time_type, condition_type> call(model, time, CallSite{step, detail::time_value(time)},
                                                                  options.check_finite, context);
       const auto inputs = parts.inputs(x);  // kept alive across the guidance call
-      return parts.combine(detail::invoke_guidance(guidance, call, std::span<const T>(inputs), parts.conditions(),
-                                                   guidance_state));
+      return parts.combine(
+          detail::invoke_guidance(guidance, call, std::span<const T>(inputs), conditions, guidance_state));
     };
     auto predict = [&](const T& x, time_type time) -> Prediction<T> {
       if constexpr (requires { combiner.alternates(); combiner.at_step(step); }) {
-        if (combiner.alternates()) return guided(combiner.at_step(step), x, time);
+        if (combiner.alternates()) {
+          const auto part = combiner.at_step(step);
+          return guided(part, part.conditions(), detail::prompt_scales_of(part), x, time);
+        }
       }
-      return guided(combiner, x, time);
+      return guided(combiner, run_conditions, run_scales, x, time);
     };
     T x = std::move(state.x);
     SolverHistory<T> history = std::move(state.history);

@@ -59,7 +59,7 @@ struct DEIS {
   T operator()(const T& x, std::size_t i, const Path& path, Predict&& predict, SolverHistory<T>& history,
                Generator& /*gen*/) const {
     detail::require(order >= 1 && order <= 3, "deis.order", order, "must be 1, 2 or 3");
-    const T m0 = detail::data_at(path, predict, x, i);
+    T m0 = detail::data_at(path, predict, x, i);  // moved into the history once the update has read it
     const auto earlier = detail::earlier_answers(history, i, path, static_cast<std::size_t>(order - 1));
     const NoiseLevel s0 = path.level(i), t = path.level(i + 1);
     const int p = detail::multistep_order(order, earlier.size(), i, path.size(), lower_order_final, false, false);
@@ -77,7 +77,7 @@ struct DEIS {
           return detail::deis_basis_integral(rho_t, b, cc) - detail::deis_basis_integral(rho_0, b, cc);
         };
         const double c0 = c(log_0, log_1), c1 = c(log_1, log_0);
-        return ops::axpby(1.0, ops::axpby(t.alpha / s0.alpha, x, t.alpha * c0, eps0), t.alpha * c1, eps1);
+        return ops::axpbypcz(t.alpha / s0.alpha, x, t.alpha * c0, eps0, t.alpha * c1, eps1);
       }
       const NoiseLevel s2 = path.level(earlier[1]->index);
       const T eps2 = detail::noise_estimate(detail::sample_of(*earlier[1], "deis"), earlier[1]->data, s2);
@@ -86,11 +86,10 @@ struct DEIS {
         return detail::deis_basis_integral(rho_t, b, cc, d) - detail::deis_basis_integral(rho_0, b, cc, d);
       };
       const double c0 = c(log_0, log_1, log_2), c1 = c(log_1, log_2, log_0), c2 = c(log_2, log_0, log_1);
-      T out = ops::axpby(t.alpha / s0.alpha, x, t.alpha * c0, eps0);
-      out = ops::axpby(1.0, out, t.alpha * c1, eps1);
+      const T out = ops::axpbypcz(t.alpha / s0.alpha, x, t.alpha * c0, eps0, t.alpha * c1, eps1);
       return ops::axpby(1.0, out, t.alpha * c2, eps2);
     }();
-    history.record(i, x, m0, static_cast<std::size_t>(order));
+    history.record(i, x, std::move(m0), static_cast<std::size_t>(order));
     return next;
   }
 };

@@ -116,7 +116,7 @@ struct DPMSolverPP {
   T operator()(const T& x, std::size_t i, const Path& path, Predict&& predict, SolverHistory<T>& history,
                Generator& /*gen*/) const {
     detail::require(order >= 1 && order <= 3, "dpmpp.order", order, "must be 1, 2 or 3");
-    const T m0 = detail::data_at(path, predict, x, i);
+    T m0 = detail::data_at(path, predict, x, i);  // moved into the history once the update has read it
     const auto earlier = detail::earlier_answers(history, i, path, static_cast<std::size_t>(order - 1));
     const NoiseLevel s0 = path.level(i), t = path.level(i + 1);
     const int p = detail::multistep_order(order, earlier.size(), i, path.size(), lower_order_final, euler_at_final,
@@ -132,9 +132,9 @@ struct DPMSolverPP {
       const double r0 = h0 / h;
       if (p == 2) {
         // 2M (Alg. 2): x1 + c1 D1 with D1 = (m0 − m1)/r0, a backward difference of x̂ in λ scaled
-        // to the step; collected per tensor (two passes over the image instead of three).
+        // to the step; collected per tensor into one pass over x, m0 and m1.
         const double c1 = variant == DPMSolverVariant::midpoint ? 0.5 * t.alpha * phi : t.alpha * (1.0 - phi / h);
-        return ops::axpby(1.0, ops::axpby(t.sigma / s0.sigma, x, t.alpha * phi + c1 / r0, m0), -c1 / r0, e1.data);
+        return ops::axpbypcz(t.sigma / s0.sigma, x, t.alpha * phi + c1 / r0, m0, -c1 / r0, e1.data);
       }
       const T x1 = ops::axpby(t.sigma / s0.sigma, x, t.alpha * phi, m0);
       // 3M (third-order multistep in data-prediction form, as diffusers' multistep_dpm_solver_third_order_update):
@@ -151,9 +151,9 @@ struct DPMSolverPP {
       const double c1 = t.alpha * (1.0 - phi / h);
       const double c2 = third_order == DPMSolverThirdOrder::taylor ? -2.0 * t.alpha * ((h - phi) / (h * h) - 0.5)
                                                                    : -t.alpha * ((h - phi) / (h * h) - 0.5);
-      return ops::axpby(1.0, ops::axpby(1.0, x1, c1, d1), c2 / (r0 + r1), diff);
+      return ops::axpbypcz(1.0, x1, c1, d1, c2 / (r0 + r1), diff);
     }();
-    history.record(i, m0, static_cast<std::size_t>(order));
+    history.record(i, std::move(m0), static_cast<std::size_t>(order));
     return next;
   }
 };
@@ -178,7 +178,7 @@ struct SDEDPMSolverPP {
   T operator()(const T& x, std::size_t i, const Path& path, Predict&& predict, SolverHistory<T>& history,
                Generator& gen) const {
     detail::require(order >= 1 && order <= 2, "sde_dpmpp.order", order, "must be 1 or 2");
-    const T m0 = detail::data_at(path, predict, x, i);
+    T m0 = detail::data_at(path, predict, x, i);
     const auto earlier = detail::earlier_answers(history, i, path, static_cast<std::size_t>(order - 1));
     const NoiseLevel s0 = path.level(i), t = path.level(i + 1);
     const int p = detail::multistep_order(order, earlier.size(), i, path.size(), lower_order_final, false,
@@ -199,7 +199,7 @@ struct SDEDPMSolverPP {
       }
       return ops::axpby(1.0, mean, t.sigma * std::sqrt(phi2), z);
     }();
-    history.record(i, m0, static_cast<std::size_t>(order));
+    history.record(i, std::move(m0), static_cast<std::size_t>(order));
     return next;
   }
 };

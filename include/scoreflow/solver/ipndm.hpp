@@ -46,7 +46,7 @@ struct IPNDM {
                                                    {3.0 / 2.0, -1.0 / 2.0, 0.0, 0.0},
                                                    {23.0 / 12.0, -16.0 / 12.0, 5.0 / 12.0, 0.0},
                                                    {55.0 / 24.0, -59.0 / 24.0, 37.0 / 24.0, -9.0 / 24.0}};
-    const T m0 = detail::data_at(path, predict, x, i);
+    T m0 = detail::data_at(path, predict, x, i);  // moved into the history once the update has read it
     const auto earlier = detail::earlier_answers(history, i, path, static_cast<std::size_t>(order - 1));
     const NoiseLevel s = path.level(i), t = path.level(i + 1);
     const std::size_t p = earlier.size() + 1;  // ≤ order by earlier_answers' limit
@@ -63,7 +63,7 @@ struct IPNDM {
       }
       next = ops::axpby(1.0, next, t.alpha * (t.ve_sigma() - s.ve_sigma()), correction);
     }
-    history.record(i, x, m0, static_cast<std::size_t>(order));
+    history.record(i, x, std::move(m0), static_cast<std::size_t>(order));
     return next;
   }
 };

@@ -116,25 +116,26 @@ struct UniPC {
       return lower_order_final ? std::min<std::size_t>(static_cast<std::size_t>(order), left)
                                : static_cast<std::size_t>(order);
     };
-    const T m_i = detail::data_at(path, predict, x, i);
+    T m_i = detail::data_at(path, predict, x, i);  // moved into the history once both updates have read it
     const auto earlier = detail::earlier_answers(history, i, path, static_cast<std::size_t>(order));
     const NoiseLevel l_i = path.level(i);
 
     // UniC at x_i from x_{i−1} (Alg. 3), when the history holds the previous grid point. Its order
     // is the one the predictor used on the step i−1 → i: min(order, steps left then, answers
     // available then + 1) = min(cap(n − i + 1), earlier.size()).
-    T x_i = x;
-    if (corrector && !earlier.empty() && earlier[0]->index + 1 == i) {
+    const auto corrected = [&]() -> T {
+      if (!(corrector && !earlier.empty() && earlier[0]->index + 1 == i)) return x;  // the history keeps its own copy
       const auto& prev = *earlier[0];
       const std::size_t p = std::min(cap(n - i + 1), earlier.size());
-      x_i = update(detail::sample_of(prev, "unipc"), prev.data, path.level(prev.index), l_i, earlier, 1, path, p, &m_i);
-    }
+      return update(detail::sample_of(prev, "unipc"), prev.data, path.level(prev.index), l_i, earlier, 1, path, p, &m_i);
+    };
+    T x_i = corrected();
     // UniP from x_i^c (Alg. 2): order min(cap(n − i), earlier + 1); first order onto σ = 0.
     const NoiseLevel l_next = path.level(i + 1);
     const std::size_t p = l_next.is_clean() ? 1 : std::min(cap(n - i), earlier.size() + 1);
     T next = update(x_i, m_i, l_i, l_next, earlier, 0, path, p, static_cast<const T*>(nullptr));
     // Then (the predictor has read the history) record the corrected sample and the answer at i.
-    history.record(i, std::move(x_i), m_i, static_cast<std::size_t>(order));
+    history.record(i, std::move(x_i), std::move(m_i), static_cast<std::size_t>(order));
     return next;
   }
 
@@ -150,25 +151,34 @@ struct UniPC {
     const double lambda_s = s.lambda();
     const double h = t.lambda() - lambda_s;
     const double hh = -h;
-    T out = ops::axpby(t.sigma / s.sigma, x_s, -t.alpha * std::expm1(hh), m_s);
-    if (p == 1 && !m_t) return out;  // first-order predictor: no residual (finite for h = ∞)
+    const double c_x = t.sigma / s.sigma, c_s = -t.alpha * std::expm1(hh);
+    if (p == 1 && !m_t) return ops::axpby(c_x, x_s, c_s, m_s);  // first-order predictor: no residual (finite for h = ∞)
     std::vector<double> rks;
-    std::vector<T> ds;
+    std::vector<const T*> answers;  // m_k of each difference D_k, in order
     for (std::size_t k = 0; k + 1 < p; ++k) {
       const auto& e = *prev[first + k];
-      const double rk = (path.level(e.index).lambda() - lambda_s) / h;
-      rks.push_back(rk);
-      ds.push_back(ops::axpby(1.0 / rk, e.data, -1.0 / rk, m_s));
+      rks.push_back((path.level(e.index).lambda() - lambda_s) / h);
+      answers.push_back(&e.data);
     }
     if (m_t) {
       rks.push_back(1.0);
-      ds.push_back(ops::sub(*m_t, m_s));
+      answers.push_back(m_t);
     }
     // UniP-p solves over its p − 1 differences (diffusers' R[:-1, :-1]), with ρ = ½ for p = 2;
     // UniC-p over its p − 1 differences and m_t (the full R), with ρ = ½ for p = 1.
     const bool simplified = m_t ? p == 1 : p == 2;
-    const auto b_rho = detail::unipc_b_rho(variant, hh, rks, ds.size(), simplified);
-    for (std::size_t k = 0; k < ds.size(); ++k) out = ops::axpby(1.0, out, -t.alpha * b_rho[k], ds[k]);
+    const auto b_rho = detail::unipc_b_rho(variant, hh, rks, answers.size(), simplified);
+    // −α_t Σ (Bρ)_k D_k with D_k = (m_k − m_s)/r_k, collected per tensor: m_k gets
+    // w_k = −α_t (Bρ)_k / r_k and m_s −Σ w_k, so the update is one pass over x_s, m_s and m_1
+    // (and one more per further answer) instead of two per difference.
+    std::vector<double> w(answers.size());
+    double c_m = c_s;
+    for (std::size_t k = 0; k < answers.size(); ++k) {
+      w[k] = -t.alpha * b_rho[k] / rks[k];
+      c_m -= w[k];
+    }
+    T out = ops::axpbypcz(c_x, x_s, c_m, m_s, w[0], *answers[0]);
+    for (std::size_t k = 1; k < answers.size(); ++k) out = ops::axpby(1.0, out, w[k], *answers[k]);
     return out;
   }
 };

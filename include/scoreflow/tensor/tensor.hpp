@@ -17,8 +17,9 @@
 //                                                                         factorized decompositions
 //   host copy (HostCopyable) to_vector, from_vector                       tests, interop with plain data
 //   fast paths (optional,    axpby_randn, repeat_batch, axpby_halves,     the DDPM/DDIM noisy step,
-//   declared in fast_paths)  axpby_rows                                   batched CFG, training
-//                                                                         batches (a time per row)
+//   declared in fast_paths)  axpby_rows, axpbypcz                         batched CFG, training
+//                                                                         batches (a time per row),
+//                                                                         multistep updates
 //
 // A fast path is used only when the backend declares it (`static constexpr TensorFastPaths
 // fast_paths{...}` in its traits), and a declared one must exist with the signature below: a typo
@@ -53,6 +54,7 @@ struct TensorFastPaths {
   bool repeat_batch = false;  ///< x concatenated `times` times along the batch axis
   bool axpby_halves = false;  ///< a·y[first half of the batch] + b·y[second half]
   bool axpby_rows = false;    ///< row i of the batch: a[i]·x_i + b[i]·y_i
+  bool axpbypcz = false;      ///< a·x + b·y + c·z in one pass (a multistep update from three tensors)
 };
 
 namespace detail {
@@ -132,6 +134,21 @@ template <Tensor T> T axpby_randn(double a, const T& x, double b, const T& y, do
     static_assert(!requires { tensor_traits<T>::axpby_randn(a, x, b, y, c, gen); },
                   "tensor_traits<T> defines axpby_randn but does not declare it in fast_paths: declare it to use it");
     return axpby(1.0, axpby(a, x, b, y), c, randn_like(x, gen));
+  }
+}
+/// a·x + b·y + c·z: a multistep rule's update (x, this step's answer, an earlier one) in one pass
+/// and one allocation. Fast path `axpbypcz`; the reference is axpby(1, axpby(a, x, b, y), c, z),
+/// and a fused version must give the same numbers (round a·x + b·y to T's scalar first, then
+/// add c·z), so a rule gives the same result on every backend whether it has the fast path or not.
+template <Tensor T> T axpbypcz(double a, const T& x, double b, const T& y, double c, const T& z) {
+  if constexpr (detail::declared_fast_paths<T>().axpbypcz) {
+    static_assert(requires { { tensor_traits<T>::axpbypcz(a, x, b, y, c, z) } -> std::same_as<T>; },
+                  "tensor_traits<T> declares fast_paths.axpbypcz but has no axpbypcz(a, x, b, y, c, z) -> T");
+    return tensor_traits<T>::axpbypcz(a, x, b, y, c, z);
+  } else {
+    static_assert(!requires { tensor_traits<T>::axpbypcz(a, x, b, y, c, z); },
+                  "tensor_traits<T> defines axpbypcz but does not declare it in fast_paths: declare it to use it");
+    return axpby(1.0, axpby(a, x, b, y), c, z);
   }
 }
 template <Tensor T> T concat_batch(std::span<const T> parts) {

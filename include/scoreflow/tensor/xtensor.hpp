@@ -24,7 +24,8 @@ template <class S>
   requires std::floating_point<S>
 struct tensor_traits<xt::xarray<S>> {
   using array = xt::xarray<S>;
-  static constexpr TensorFastPaths fast_paths{.axpby_randn = true, .repeat_batch = true, .axpby_halves = true};
+  static constexpr TensorFastPaths fast_paths{
+      .axpby_randn = true, .repeat_batch = true, .axpby_halves = true, .axpbypcz = true};
 
   static Shape shape(const array& x) { return Shape(x.shape().begin(), x.shape().end()); }
 
@@ -49,6 +50,21 @@ struct tensor_traits<xt::xarray<S>> {
       const S m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
       po[i] = S(1) * m + sc * static_cast<S>(z);
     });
+    return out;
+  }
+  static array axpbypcz(double a, const array& x, double b, const array& y, double c, const array& z) {
+    check_same_shape(x, y, "axpbypcz");
+    check_same_shape(x, z, "axpbypcz");
+    array out = array::from_shape(x.shape());
+    const S sa = static_cast<S>(a), sb = static_cast<S>(b), sc = static_cast<S>(c);
+    const S* px = x.data();
+    const S* py = y.data();
+    const S* pz = z.data();
+    S* po = out.data();
+    for (std::size_t i = 0, n = x.size(); i < n; ++i) {
+      const S m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
+      po[i] = S(1) * m + sc * pz[i];
+    }
     return out;
   }
   static array scale(double a, const array& x) {

@@ -22,7 +22,7 @@ namespace scoreflow {
 template <>
 struct tensor_traits<torch::Tensor> {
   using T = torch::Tensor;
-  static constexpr TensorFastPaths fast_paths{.axpby_randn = true, .axpby_rows = true};
+  static constexpr TensorFastPaths fast_paths{.axpby_randn = true, .axpby_rows = true, .axpbypcz = true};
 
   static Shape shape(const T& x) { return Shape(x.sizes().begin(), x.sizes().end()); }
   static T axpby(double a, const T& x, double b, const T& y) {
@@ -81,6 +81,25 @@ struct tensor_traits<torch::Tensor> {
         const scalar_t m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
         po[i] = scalar_t(1) * m + sc * static_cast<scalar_t>(z);
       });
+    });
+    return out;
+  }
+  /// a·x + b·y + c·z (tensor.hpp); fused on the CPU, the reference elsewhere.
+  static T axpbypcz(double a, const T& x, double b, const T& y, double c, const T& z) {
+    if (!x.sizes().equals(y.sizes()) || !x.sizes().equals(z.sizes()))
+      throw shape_error("axpbypcz: operands differ in shape");
+    if (!plain_cpu(x, y) || !plain_cpu(x, z)) return axpby(1.0, axpby(a, x, b, y), c, z);
+    T out = at::empty(x.sizes(), x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_axpbypcz", [&] {
+      const auto sa = static_cast<scalar_t>(a), sb = static_cast<scalar_t>(b), sc = static_cast<scalar_t>(c);
+      const scalar_t* px = x.data_ptr<scalar_t>();
+      const scalar_t* py = y.data_ptr<scalar_t>();
+      const scalar_t* pz = z.data_ptr<scalar_t>();
+      scalar_t* po = out.data_ptr<scalar_t>();
+      for (std::int64_t i = 0, n = x.numel(); i < n; ++i) {
+        const scalar_t m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
+        po[i] = scalar_t(1) * m + sc * pz[i];
+      }
     });
     return out;
   }

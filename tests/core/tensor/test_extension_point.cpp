@@ -82,7 +82,8 @@ static_assert(Tensor<Plain> && HostCopyable<Plain>);
 static_assert(!ImageTensor<Plain>, "a backend without the image group is still a Tensor");
 static_assert(scoreflow::detail::declared_fast_paths<Array>().axpby_randn &&
               scoreflow::detail::declared_fast_paths<Array>().repeat_batch &&
-              scoreflow::detail::declared_fast_paths<Array>().axpby_halves);
+              scoreflow::detail::declared_fast_paths<Array>().axpby_halves &&
+              scoreflow::detail::declared_fast_paths<Array>().axpbypcz);
 static_assert(!scoreflow::detail::declared_fast_paths<Plain>().axpby_randn);
 
 TEST_CASE("an arithmetic-only backend samples exactly as xtensor's fast paths do") {
@@ -115,6 +116,19 @@ TEST_CASE("an arithmetic-only backend samples exactly as xtensor's fast paths do
     Generator g1(8), g2(8);
     CHECK(same(p_sampler.sample(model, PureNoise<Plain>{plain}, g1), a_sampler.sample(model, PureNoise<Array>{array}, g2)) <
           1e-12);
+  }
+  SUBCASE("multistep rules (axpbypcz): DPM-Solver++ 2M and 3M, UniPC, DEIS, iPNDM") {
+    auto model = denoiser(sftest::GaussianDiffusion{table, 0.3, 0.5}, Parameterization::noise);
+    const auto run = [&](auto rule) {
+      Sampler sampler{DiffusionSchedule<decltype(rule)>{table, DiffusionGrid::spaced(12), rule}};
+      Generator g1(11), g2(11);
+      return same(sampler.sample(model, PureNoise<Plain>{plain}, g1), sampler.sample(model, PureNoise<Array>{array}, g2));
+    };
+    CHECK(run(DPMSolverPP{.order = 2}) < 1e-12);
+    CHECK(run(DPMSolverPP{.order = 3}) < 1e-12);
+    CHECK(run(UniPC{.order = 3}) < 1e-12);
+    CHECK(run(DEIS{.order = 3}) < 1e-12);
+    CHECK(run(IPNDM{.order = 4}) < 1e-12);
   }
   SUBCASE("dynamic thresholding needs the image group: a clear error, not a compile failure") {
     auto model = denoiser(sftest::GaussianDiffusion{table, 0.3, 0.5}, Parameterization::noise);

@@ -53,3 +53,18 @@ TEST_CASE_TEMPLATE("tensor backend: fused axpby_randn equals the unfused referen
   CHECK(fused == reference);
   CHECK(g1.next_u64() == g2.next_u64());
 }
+
+TEST_CASE_TEMPLATE("tensor backend: fused axpbypcz equals the unfused reference bit for bit", T, SCOREFLOW_BACKENDS) {
+  // float rounding where fusing could differ: a·x + b·y is rounded to the scalar first, as the
+  // two-axpby reference does (tensor.hpp), so a multistep rule gives the same numbers with or
+  // without the fast path.
+  const T x = make<T>({1, -2, 3, 0.25, 5, 6, -7, 8.125}, {2, 1, 2, 2});
+  const T y = make<T>({0.5, 1, -2, 4, 0, 1.0 / 3.0, 2, 3}, {2, 1, 2, 2});
+  const T z = make<T>({-0.1, 0.7, 1e-3, 4, 9, -1, 2.5, 1.0 / 7.0}, {2, 1, 2, 2});
+  const auto fused = ops::to_vector(ops::axpbypcz(0.7, x, -1.3, y, 0.3, z));
+  const auto reference = ops::to_vector(ops::axpby(1.0, ops::axpby(0.7, x, -1.3, y), 0.3, z));
+  CHECK(fused == reference);
+  CHECK_THROWS_WITH_AS(ops::axpbypcz(1.0, x, 1.0, y, 1.0, make<T>({1, 2}, {1, 1, 1, 2})),
+                       doctest::Contains("axpbypcz: operands differ in shape"), shape_error);
+  CHECK_THROWS_AS(ops::axpbypcz(1.0, x, 1.0, make<T>({1, 2}, {1, 1, 1, 2}), 1.0, z), shape_error);
+}
