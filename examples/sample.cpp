@@ -50,7 +50,7 @@ namespace fs = std::filesystem;
 using T = torch::Tensor;
 
 struct Options {
-  std::string model = "flow_class", weights, torchscript, family = "flow", prediction, table = "cosine";
+  std::string model = "flow_class", weights, torchscript, family = "flow", prediction, table = "cosine", norm = "batch";
   std::int64_t hidden = 64, num_classes = 10, image_size = 28, channels = 1;
   examples::SolverChoice solver{"euler"};
   bool no_corrector = false, list = false;
@@ -94,6 +94,8 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--table", o.table, "diffusion: the model's ᾱ table, cosine or linear (T = 1000)")
       ->check(CLI::IsMember({"cosine", "linear"}));
   app.add_option("--hidden", o.hidden, "our UNet's D")->check(CLI::PositiveNumber);
+  app.add_option("--norm", o.norm, "our UNet's normalisation, as trained: batch (the seed's) or group (train --norm group)")
+      ->check(CLI::IsMember({"batch", "group"}));
   app.add_option("--num-classes", o.num_classes, "classes of the condition (K)")->check(CLI::PositiveNumber);
   app.add_option("--image-size", o.image_size, "H = W of the samples")->check(CLI::PositiveNumber);
   app.add_option("--channels", o.channels, "C of the samples")->check(CLI::PositiveNumber);
@@ -210,12 +212,23 @@ Loaded load_model(const Options& o, torch::Device device) {
     return m;
   }
   if (o.weights.empty()) throw sf::invalid_option("give --weights (our UNet) or --torchscript (any module)");
-  const sm::UNetOptions u{.in_channels = o.channels, .hidden = o.hidden, .image_size = o.image_size, .num_classes = o.num_classes};
-  m.description = o.model + " D = " + std::to_string(o.hidden) + " from " + o.weights;
+  sm::UNetOptions u{.in_channels = o.channels, .hidden = o.hidden, .image_size = o.image_size, .num_classes = o.num_classes};
+  if (o.norm == "group") u.norm = sm::Normalization::group(8);  // train --norm group's
+  m.description = o.model + " D = " + std::to_string(o.hidden) + (o.norm == "group" ? " GroupNorm" : "") + " from " + o.weights;
+  // A weight file of another configuration names the first entry that differs; say which
+  // options have to match the training run.
+  const auto load = [&](torch::nn::Module& net) {
+    try {
+      sf::training::load_weights(o.weights, net);
+    } catch (const sf::training::checkpoint_error& e) {
+      throw sf::training::checkpoint_error(std::string(e.what()) + " (--model, --hidden, --norm, --num-classes, --channels and "
+                                 "--image-size must be those of the training run)");
+    }
+  };
   if (o.model == "flow_time") {
     sm::TimeConditionalUNet net(u);
     net->to(device);
-    sf::training::load_weights(o.weights, *net);
+    load(*net);
     auto v = sm::flow_velocity(net);
     m.flow = [v](const T& x, sf::FlowTime t, const T&) mutable { return v.fn(x, t, sf::NoCondition{}); };
     m.is_flow = true, m.prediction = sf::Parameterization::velocity;
@@ -223,7 +236,7 @@ Loaded load_model(const Options& o, torch::Device device) {
   }
   sm::ClassConditionalUNet net(u);
   net->to(device);
-  sf::training::load_weights(o.weights, *net);
+  load(*net);
   if (o.model == "flow_class") {
     auto v = sm::flow_velocity(net);
     m.flow = [v](const T& x, sf::FlowTime t, const T& c) mutable { return v.fn(x, t, c); };

@@ -86,5 +86,29 @@ RANK=1 check train "RANK without WORLD_SIZE" --data "$work/truncated"
 RANK=0 WORLD_SIZE=2 check train "MASTER_ADDR unset" --data "$work/truncated"
 check deepfloyd_if "samples out of range" --stage1 "$work/garbage.pt" --embeddings "$work/cut.sfemb" --samples 0
 
+# A GroupNorm model from `train --norm group` (8 valid 28×28 digits, one epoch): `sample` without
+# --norm group is a one-line error naming the options that must match; with it, it samples.
+if [ -n "${exe[train]:-}" ] && [ -n "${exe[sample]:-}" ]; then
+  mkdir -p "$work/tiny/mnist"
+  for split in train t10k; do
+    { printf '\0\0\10\3\0\0\0\10\0\0\0\34\0\0\0\34'; head -c 6272 /dev/zero | tr '\0' '\200'; } > "$work/tiny/mnist/$split-images-idx3-ubyte"
+    printf '\0\0\10\1\0\0\0\10\0\1\2\3\4\5\6\7' > "$work/tiny/mnist/$split-labels-idx1-ubyte"
+  done
+  if "${exe[train]}" --data "$work/tiny" --model flow_class --hidden 8 --norm group --epochs 1 --batch 4 \
+      --out "$work/gn" > "$work/gn.log" 2>&1 < /dev/null; then
+    check sample "weights of another normalisation" --model flow_class --weights "$work/gn/model.pt" --hidden 8 \
+      --steps 2 --per-class 1 --out "$work/s_bn"
+    cases=$((cases + 1))
+    if "${exe[sample]}" --model flow_class --weights "$work/gn/model.pt" --hidden 8 --norm group --steps 2 \
+        --per-class 1 --out "$work/s_gn" > "$work/s_gn.log" 2>&1 < /dev/null && [ -s "$work/s_gn/summary.json" ]; then
+      printf '%-13s %-34s ok\n' sample "--norm group samples its weights"
+    else
+      failures=$((failures + 1)); echo "sample        --norm group samples its weights   FAIL: $(tail -c 300 "$work/s_gn.log")"
+    fi
+  else
+    failures=$((failures + 1)); cases=$((cases + 1)); echo "train --norm group: FAIL $(tail -c 300 "$work/gn.log")"
+  fi
+fi
+
 echo "$cases cases, $failures failed"
 [ "$failures" -eq 0 ]
