@@ -165,8 +165,7 @@ struct GuidanceInterval {
   static GuidanceInterval flow_times(double t_lo, double t_hi) {
     detail::require(t_lo >= 0.0 && t_lo < t_hi && t_hi <= 1.0, "guidance interval t_lo", t_lo,
                     "must satisfy 0 <= t_lo < t_hi <= 1");
-    const auto sigma = [](double t) { return t > 0.0 ? (1.0 - t) / t : std::numeric_limits<double>::infinity(); };
-    return {sigma(t_hi), sigma(t_lo)};
+    return {flow::level(t_hi).ve_sigma(), flow::level(t_lo).ve_sigma()};  // the σ that contains() reads
   }
   [[nodiscard]] bool contains(NoiseLevel l) const {
     const double s = l.ve_sigma();

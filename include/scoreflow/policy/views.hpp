@@ -23,15 +23,6 @@
 namespace scoreflow {
 
 namespace detail {
-/// A uniformly random permutation of 0 … n−1 by Fisher–Yates from a seeded generator (the modulo
-/// bias of a 64-bit draw is below 2⁻⁴⁰ for any image size).
-inline std::vector<std::int64_t> seeded_permutation(std::size_t n, Generator& gen) {
-  std::vector<std::int64_t> p(n);
-  std::iota(p.begin(), p.end(), std::int64_t{0});
-  for (std::size_t i = n; i > 1; --i) std::swap(p[i - 1], p[gen.next_u64() % i]);
-  return p;
-}
-
 /// The 4×4 jigsaw of the reference (visual_anagrams/views/permutations.py, make_jigsaw_perm),
 /// with procedural pieces instead of its hand-drawn masks. Cells of side L = S/4; every internal
 /// edge carries one tab (a mushroom: a neck, then a wider head) centred on the edge, pointing
@@ -72,7 +63,7 @@ class JigsawLayout {
     Generator gen(seed);
     int dest[4][4];
     for (auto& cls : dest) {
-      const auto p = seeded_permutation(4, gen);
+      const auto p = random_permutation(4, gen);
       for (int r = 0; r < 4; ++r) cls[r] = static_cast<int>(p[static_cast<std::size_t>(r)]);
     }
     bool swap[4];
@@ -249,7 +240,7 @@ class View {
     if (kind_ == Kind::patch_permute) return patch_index(h, w);
     if (kind_ == Kind::pixel_permute) {
       Generator gen(seed_);
-      return detail::seeded_permutation(static_cast<std::size_t>(h * w), gen);
+      return random_permutation(h * w, gen);
     }
     if (kind_ == Kind::jigsaw) {
       if (h % 4 != 0 || h < 4)
@@ -339,7 +330,7 @@ class View {
                                        grid_, "; got ", h, "x", w));
     Generator gen(seed_);
     const auto perm =
-        patches_.empty() ? detail::seeded_permutation(static_cast<std::size_t>(grid_ * grid_), gen) : patches_;
+        patches_.empty() ? random_permutation(grid_ * grid_, gen) : patches_;
     const std::int64_t ph = h / grid_, pw = w / grid_;
     std::vector<std::int64_t> idx(static_cast<std::size_t>(h * w));
     for (std::int64_t r = 0; r < h; ++r)

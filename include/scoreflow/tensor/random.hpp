@@ -12,6 +12,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "scoreflow/errors.hpp"
@@ -19,6 +20,13 @@
 namespace scoreflow {
 
 namespace detail {
+/// splitmix64's finaliser: a 64-bit mix with full avalanche.
+constexpr std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 /// One stream of numbers: xoshiro256** and the ziggurat (the file comment). Generator holds one,
 /// or one per image.
 class NormalStream {
@@ -29,10 +37,7 @@ class NormalStream {
     // splitmix64 expands the seed into the 256-bit state (recommended by xoshiro's authors).
     for (auto& word : state_) {
       seed += 0x9E3779B97F4A7C15ULL;
-      std::uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-      word = z ^ (z >> 31);
+      word = mix64(seed);
     }
   }
 
@@ -138,12 +143,6 @@ inline const NormalStream::Ziggurat& NormalStream::ziggurat() {
   return table;
 }
 
-/// splitmix64's finaliser: a 64-bit mix with full avalanche.
-constexpr std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 /// A stream key from a seed and an index, different for every (seed, index) pair in practice.
 constexpr std::uint64_t stream_key(std::uint64_t seed, std::uint64_t index) {
   return mix64(seed ^ mix64(index + 0x9E3779B97F4A7C15ULL));
@@ -245,5 +244,29 @@ class Generator {
   std::vector<detail::NormalStream> images_;  ///< empty: plain
   std::uint64_t key_ = 0, first_ = 0, splits_ = 0;
 };
+
+/// Uniform integer in [0, bound), without modulo bias (rejects the few values past the last
+/// complete multiple of bound).
+inline std::uint64_t uniform_index(Generator& gen, std::uint64_t bound) {
+  if (bound == 0) throw invalid_option("uniform_index: bound = 0: must be positive");
+  const std::uint64_t threshold = (0 - bound) % bound;  // = 2^64 mod bound
+  for (;;) {
+    const std::uint64_t r = gen.next_u64();
+    if (r >= threshold) return r % bound;
+  }
+}
+
+/// A uniformly random permutation of 0..n-1 (Fisher–Yates; Knuth, TAOCP vol. 2, §3.4.2, Alg. P):
+/// training shuffles, seeded views' layouts, class-balanced picks.
+inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& gen) {
+  if (n < 0) throw invalid_option(detail::concat("random_permutation: n = ", n, ": must be ≥ 0"));
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  for (std::int64_t i = n - 1; i > 0; --i) {
+    const auto j = static_cast<std::int64_t>(uniform_index(gen, static_cast<std::uint64_t>(i) + 1));
+    std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
+  }
+  return order;
+}
 
 }  // namespace scoreflow

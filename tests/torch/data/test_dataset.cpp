@@ -69,31 +69,6 @@ TEST_CASE("dataset: image and label counts must match") {
   check_io_error([&] { load_image_dataset(dir / "img", dir / "lab"); }, dir / "lab", "3 labels");
 }
 
-TEST_CASE("dataset: random_permutation is a seeded, unbiased Fisher–Yates") {
-  Generator a(42), b(42);
-  const auto p = random_permutation(10, a);
-  CHECK(p == random_permutation(10, b));
-  auto sorted = p;
-  std::sort(sorted.begin(), sorted.end());
-  CHECK(sorted == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
-  // Pinned: the order must not change between versions (runs must stay reproducible).
-  CHECK(p == std::vector<std::int64_t>{7, 3, 8, 9, 5, 6, 4, 1, 0, 2});
-  CHECK(random_permutation(0, a).empty());
-  CHECK(random_permutation(1, a) == std::vector<std::int64_t>{0});
-
-  // All 6 orders of 3 items, 6000 draws: each within ±5σ of 1000 (σ ≈ 29).
-  std::map<std::vector<std::int64_t>, int> counts;
-  Generator g(7);
-  for (int i = 0; i < 6000; ++i) ++counts[random_permutation(3, g)];
-  CHECK(counts.size() == 6);
-  for (const auto& [perm, count] : counts) CHECK(std::abs(count - 1000) < 145);
-  // uniform_index covers its whole range, even for a bound not dividing 2^64.
-  std::set<std::uint64_t> seen;
-  for (int i = 0; i < 200; ++i) seen.insert(uniform_index(g, 3));
-  CHECK(seen == std::set<std::uint64_t>{0, 1, 2});
-  CHECK_THROWS_AS(uniform_index(g, 0), invalid_option);
-}
-
 TEST_CASE("dataset: BatchLoader covers every sample once per epoch, in batch_size pieces") {
   const auto data = indexed_dataset(10);
   for (bool drop_last : {false, true}) {

@@ -27,28 +27,7 @@ struct Batch {
 
 // ---- shuffling -------------------------------------------------------------------------------
 
-/// Uniform integer in [0, bound), without modulo bias (rejects the few values past the last
-/// complete multiple of bound).
-inline std::uint64_t uniform_index(Generator& gen, std::uint64_t bound) {
-  if (bound == 0) throw invalid_option("uniform_index: bound = 0: must be positive");
-  const std::uint64_t threshold = (0 - bound) % bound;  // = 2^64 mod bound
-  for (;;) {
-    const std::uint64_t r = gen.next_u64();
-    if (r >= threshold) return r % bound;
-  }
-}
-
-/// A uniformly random permutation of 0..n-1 (Fisher–Yates; Knuth, TAOCP vol. 2, §3.4.2, Alg. P).
-inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& gen) {
-  if (n < 0) throw invalid_option(detail::concat("random_permutation: n = ", n, ": must be ≥ 0"));
-  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
-  for (std::int64_t i = n - 1; i > 0; --i) {
-    const auto j = static_cast<std::int64_t>(uniform_index(gen, static_cast<std::uint64_t>(i) + 1));
-    std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
-  }
-  return order;
-}
+// uniform_index and random_permutation live in the core (tensor/random.hpp).
 
 /// The seed's "shuffle before each epoch" (Part B's training loops): a permutation of 0 … n−1
 /// determined by (seed, epoch) alone. Each epoch seeds its own generator, so epoch e needs none
