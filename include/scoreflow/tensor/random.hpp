@@ -61,7 +61,9 @@ class NormalStream {
   double normal() { return normal(ziggurat()); }
 
   /// Draws n normals in order and hands each to sink(i, z): the same numbers as n calls to
-  /// normal(), for fused loops (e.g. mean + σ z written in one pass, tensor.hpp's axpby_randn).
+  /// normal(), for loops that store or combine each draw (fill_normal). Keep the sink small: with
+  /// more work in it the state no longer fits in registers (the backends' axpby_randn draws into
+  /// its result first, then combines).
   template <class Sink>
   void for_each_normal(std::size_t n, Sink&& sink) {
     const Ziggurat& z = ziggurat();  // one static-guard check per block, not per value
@@ -201,7 +203,7 @@ class Generator {
     for_each_normal(out.size(), [p](std::size_t i, double z) { p[i] = static_cast<Scalar>(z); });
   }
 
-  /// Draws n normals and hands each to sink(i, z) (fused loops, e.g. tensor.hpp's axpby_randn):
+  /// Draws n normals and hands each to sink(i, z) (a small sink: see NormalStream::for_each_normal):
   /// plain, the same numbers as n calls to normal(); per image, element i from image
   /// ⌊i / (n / images)⌋'s stream.
   template <class Sink>

@@ -50,7 +50,7 @@ struct tensor_traits;
 /// The optional fast paths a backend implements; declare them in its traits as
 /// `static constexpr TensorFastPaths fast_paths{.axpby_randn = true, ...}`.
 struct TensorFastPaths {
-  bool axpby_randn = false;   ///< a·x + b·y + c·z, z ~ N(0, I) from gen in element order, one pass
+  bool axpby_randn = false;   ///< a·x + b·y + c·z, z ~ N(0, I) from gen in element order, no temporary
   bool repeat_batch = false;  ///< x concatenated `times` times along the batch axis
   bool axpby_halves = false;  ///< a·y[first half of the batch] + b·y[second half]
   bool axpby_rows = false;    ///< row i of the batch: a[i]·x_i + b[i]·y_i
@@ -122,7 +122,7 @@ template <Tensor T> T randn_like(const T& x, Generator& gen) {
   return tensor_traits<T>::randn_like(x, gen);
 }
 /// a·x + b·y + c·z with z ~ N(0, I) drawn from gen in element order: the noisy step of DDPM/DDIM
-/// in one pass. Fast path `axpby_randn`; the reference is axpby(1, axpby(a, x, b, y), c,
+/// into one allocation (the backends draw z into the result, then combine in place). Fast path `axpby_randn`; the reference is axpby(1, axpby(a, x, b, y), c,
 /// randn_like(x, gen)), and a fused version must give the same numbers (round a·x + b·y to T's
 /// scalar first, then add c·z).
 template <Tensor T> T axpby_randn(double a, const T& x, double b, const T& y, double c, Generator& gen) {

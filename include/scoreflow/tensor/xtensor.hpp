@@ -46,10 +46,14 @@ struct tensor_traits<xt::xarray<S>> {
     const S* px = x.data();
     const S* py = y.data();
     S* po = out.data();
-    gen.for_each_normal(x.size(), [&](std::size_t i, double z) {
+    // The draws first, into out, then one pass over x, y and them: the same numbers as a fused
+    // loop, and faster (bench_sampler_overhead, fixed_small): the ziggurat's state keeps its
+    // registers when the loop around it does nothing else.
+    gen.fill_normal(std::span<S>(po, out.size()));
+    for (std::size_t i = 0, n = x.size(); i < n; ++i) {
       const S m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
-      po[i] = S(1) * m + sc * static_cast<S>(z);
-    });
+      po[i] = S(1) * m + sc * po[i];
+    }
     return out;
   }
   static array axpbypcz(double a, const array& x, double b, const array& y, double c, const array& z) {
