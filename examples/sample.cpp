@@ -213,7 +213,7 @@ Loaded load_model(const Options& o, torch::Device device) {
   }
   if (o.weights.empty()) throw sf::invalid_option("give --weights (our UNet) or --torchscript (any module)");
   sm::UNetOptions u{.in_channels = o.channels, .hidden = o.hidden, .image_size = o.image_size, .num_classes = o.num_classes};
-  if (o.norm == "group") u.norm = sm::Normalization::group(8);  // train --norm group's
+  u.norm = examples::normalization_named(o.norm);  // as train builds it
   m.description = o.model + " D = " + std::to_string(o.hidden) + (o.norm == "group" ? " GroupNorm" : "") + " from " + o.weights;
   // A weight file of another configuration names the first entry that differs; say which
   // options have to match the training run.

@@ -122,7 +122,7 @@ int run(const Options& o) {
   auto data = sf::load_image_dataset(paths, sf::Split::train);
   torch::manual_seed(static_cast<std::uint64_t>(o.seed));  // the same initial weights on every rank
   sm::UNetOptions u{.in_channels = data.images.size(1), .hidden = o.hidden, .image_size = data.images.size(2)};
-  if (o.norm == "group") u.norm = sm::Normalization::group(8);
+  u.norm = examples::normalization_named(o.norm);
   if (o.model == "flow_time") return train(o, sm::TimeConditionalUNet(u), tr::FlowMatching{}, data, comm);
   if (o.model == "flow_class")
     return train(o, sm::ClassConditionalUNet(u), tr::FlowMatching{tr::ClassDropout{}}, data, comm);

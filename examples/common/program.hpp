@@ -31,6 +31,14 @@ inline torch::Device device(const CommonOptions& o) {
   return o.device == "auto" ? scoreflow::training::default_device() : torch::Device(o.device);
 }
 
+/// `--norm` of train and sample, by name: batch (the seed's BatchNorm) or group (GroupNorm, 8
+/// groups). One function for both, so that sample builds the net train wrote.
+inline scoreflow::models::Normalization normalization_named(const std::string& norm) {
+  if (norm == "batch") return scoreflow::models::Normalization::batch();
+  if (norm == "group") return scoreflow::models::Normalization::group(8);
+  throw scoreflow::invalid_option("--norm " + norm + ": must be batch or group");
+}
+
 /// Parses the command line (a bad one: one line and CLI11's exit status), sets the CPU threads,
 /// then runs `body()`; an exception from it becomes "program: reason" and exit status 1.
 template <class Body>

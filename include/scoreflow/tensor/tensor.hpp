@@ -58,6 +58,18 @@ struct TensorFastPaths {
 };
 
 namespace detail {
+/// out[i] = (a·x[i] + b·y[i]) + c·z[i], a·x + b·y rounded to S first: the one loop of the
+/// backends' axpbypcz and axpby_randn fast paths, equal to the two-axpby reference. z may be out
+/// itself (axpby_randn draws z into its result): each element is read before it is written.
+template <class S>
+void axpbypcz_loop(double a, const S* x, double b, const S* y, double c, const S* z, S* out, std::size_t n) {
+  const S sa = static_cast<S>(a), sb = static_cast<S>(b), sc = static_cast<S>(c);
+  for (std::size_t i = 0; i < n; ++i) {
+    const S m = sa * x[i] + sb * y[i];
+    out[i] = S(1) * m + sc * z[i];
+  }
+}
+
 template <class T>
 consteval TensorFastPaths declared_fast_paths() {
   if constexpr (requires { { tensor_traits<T>::fast_paths } -> std::convertible_to<TensorFastPaths>; })
@@ -122,9 +134,9 @@ template <Tensor T> T randn_like(const T& x, Generator& gen) {
   return tensor_traits<T>::randn_like(x, gen);
 }
 /// a·x + b·y + c·z with z ~ N(0, I) drawn from gen in element order: the noisy step of DDPM/DDIM
-/// into one allocation (the backends draw z into the result, then combine in place). Fast path `axpby_randn`; the reference is axpby(1, axpby(a, x, b, y), c,
-/// randn_like(x, gen)), and a fused version must give the same numbers (round a·x + b·y to T's
-/// scalar first, then add c·z).
+/// into one allocation (the backends draw z into the result, then combine in place). Fast path
+/// `axpby_randn`; the reference is axpby(1, axpby(a, x, b, y), c, randn_like(x, gen)), and a fused
+/// version must give the same numbers (round a·x + b·y to T's scalar first, then add c·z).
 template <Tensor T> T axpby_randn(double a, const T& x, double b, const T& y, double c, Generator& gen) {
   if constexpr (detail::declared_fast_paths<T>().axpby_randn) {
     static_assert(requires { { tensor_traits<T>::axpby_randn(a, x, b, y, c, gen) } -> std::same_as<T>; },

@@ -42,33 +42,18 @@ struct tensor_traits<xt::xarray<S>> {
   static array axpby_randn(double a, const array& x, double b, const array& y, double c, Generator& gen) {
     check_same_shape(x, y, "axpby_randn");
     array out = array::from_shape(x.shape());
-    const S sa = static_cast<S>(a), sb = static_cast<S>(b), sc = static_cast<S>(c);
-    const S* px = x.data();
-    const S* py = y.data();
-    S* po = out.data();
     // The draws first, into out, then one pass over x, y and them: the same numbers as a fused
     // loop, and faster (bench_sampler_overhead, fixed_small): the ziggurat's state keeps its
     // registers when the loop around it does nothing else.
-    gen.fill_normal(std::span<S>(po, out.size()));
-    for (std::size_t i = 0, n = x.size(); i < n; ++i) {
-      const S m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
-      po[i] = S(1) * m + sc * po[i];
-    }
+    gen.fill_normal(std::span<S>(out.data(), out.size()));
+    detail::axpbypcz_loop(a, x.data(), b, y.data(), c, out.data(), out.data(), out.size());
     return out;
   }
   static array axpbypcz(double a, const array& x, double b, const array& y, double c, const array& z) {
     check_same_shape(x, y, "axpbypcz");
     check_same_shape(x, z, "axpbypcz");
     array out = array::from_shape(x.shape());
-    const S sa = static_cast<S>(a), sb = static_cast<S>(b), sc = static_cast<S>(c);
-    const S* px = x.data();
-    const S* py = y.data();
-    const S* pz = z.data();
-    S* po = out.data();
-    for (std::size_t i = 0, n = x.size(); i < n; ++i) {
-      const S m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
-      po[i] = S(1) * m + sc * pz[i];
-    }
+    detail::axpbypcz_loop(a, x.data(), b, y.data(), c, z.data(), out.data(), out.size());
     return out;
   }
   static array scale(double a, const array& x) {

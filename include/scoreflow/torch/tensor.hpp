@@ -73,16 +73,10 @@ struct tensor_traits<torch::Tensor> {
     if (!plain_cpu(x, y)) return axpby(1.0, axpby(a, x, b, y), c, randn_like(x, gen));
     T out = at::empty(x.sizes(), x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_axpby_randn", [&] {
-      const auto sa = static_cast<scalar_t>(a), sb = static_cast<scalar_t>(b), sc = static_cast<scalar_t>(c);
-      const scalar_t* px = x.data_ptr<scalar_t>();
-      const scalar_t* py = y.data_ptr<scalar_t>();
       scalar_t* po = out.data_ptr<scalar_t>();
       const auto n = static_cast<std::size_t>(x.numel());
       gen.fill_normal(std::span<scalar_t>(po, n));  // the draws first, then one pass (xtensor.hpp says why)
-      for (std::size_t i = 0; i < n; ++i) {
-        const scalar_t m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
-        po[i] = scalar_t(1) * m + sc * po[i];
-      }
+      detail::axpbypcz_loop(a, x.data_ptr<scalar_t>(), b, y.data_ptr<scalar_t>(), c, po, po, n);
     });
     return out;
   }
@@ -93,15 +87,8 @@ struct tensor_traits<torch::Tensor> {
     if (!plain_cpu(x, y) || !plain_cpu(x, z)) return axpby(1.0, axpby(a, x, b, y), c, z);
     T out = at::empty(x.sizes(), x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scoreflow_axpbypcz", [&] {
-      const auto sa = static_cast<scalar_t>(a), sb = static_cast<scalar_t>(b), sc = static_cast<scalar_t>(c);
-      const scalar_t* px = x.data_ptr<scalar_t>();
-      const scalar_t* py = y.data_ptr<scalar_t>();
-      const scalar_t* pz = z.data_ptr<scalar_t>();
-      scalar_t* po = out.data_ptr<scalar_t>();
-      for (std::int64_t i = 0, n = x.numel(); i < n; ++i) {
-        const scalar_t m = sa * px[i] + sb * py[i];  // rounded first, as the unfused reference
-        po[i] = scalar_t(1) * m + sc * pz[i];
-      }
+      detail::axpbypcz_loop(a, x.data_ptr<scalar_t>(), b, y.data_ptr<scalar_t>(), c, z.data_ptr<scalar_t>(),
+                            out.data_ptr<scalar_t>(), static_cast<std::size_t>(x.numel()));
     });
     return out;
   }

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
-#include <set>
 
 #include "scoreflow/torch/data/dataset.hpp"
 #include "torch/data_helpers.hpp"
