@@ -7,6 +7,7 @@
 
 #include "common/cli.hpp"
 #include "common/solvers.hpp"
+#include "common/training_run.hpp"  // fmt
 #include "scoreflow/core.hpp"
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/models/inference.hpp"
@@ -21,12 +22,6 @@ inline int calls_per_step(const SolverChoice& s) { return solver_info(s.name).ca
 inline SolverChoice parse_solver(const std::string& s) {
   solver_info(s);  // unknown names: one line listing the known ones
   return SolverChoice{s};
-}
-
-/// Calls f(schedule) with a FlowSchedule of the chosen solver on a uniform grid of `steps`.
-template <class F>
-auto with_solver(const SolverChoice& solver, int steps, F&& f) {
-  return with_flow_schedule(solver, scoreflow::FlowGrid::uniform(steps), std::forward<F>(f));
 }
 
 /// Images per model forward when sampling: small chunks stay in cache on a CPU (inference.hpp).
@@ -53,7 +48,31 @@ struct FlowSampling {
   SolverChoice solver{"euler"};
   double gamma = 5.0;            ///< seed §2.6: CFG γ = 5
   std::int64_t chunk = 250;      ///< images per sampler run (memory bound)
+  /// Where the steps lie, by name (common/solvers.hpp): the seed's uniform grid, or SD3's shift
+  /// grid (Esser et al. 2024, eq. 23), which spends more of them near the noise.
+  std::string grid = "uniform";
+  double shift = 1.0;            ///< the shift grid's s (1: the uniform grid)
 };
+
+/// The grid `s` names: `s.steps` intervals from noise (t = 0) to data (t = 1).
+inline scoreflow::FlowGrid grid_of(const FlowSampling& s) { return flow_grid(s.grid, s.steps, s.shift); }
+
+/// Calls f(schedule) with a FlowSchedule of the chosen solver on the chosen grid.
+template <class F>
+auto with_solver(const FlowSampling& s, F&& f) {
+  return with_flow_schedule(s.solver, grid_of(s), std::forward<F>(f));
+}
+
+/// "the uniform grid", "the shift grid (s = 3)": where the steps lie, for captions.
+inline std::string grid_text(const FlowSampling& s) {
+  return "the " + s.grid + " grid" + (s.grid == "shift" ? " (s = " + fmt(s.shift) + ")" : "");
+}
+
+/// "10 Heun steps", or "10 Heun steps on the shift grid (s = 3)": how samples were drawn, for captions.
+inline std::string sampling_text(const FlowSampling& s) {
+  const auto text = std::to_string(s.steps) + " " + name(s.solver) + " steps";
+  return s.grid == "uniform" ? text : text + " on " + grid_text(s);
+}
 
 /// n samples from the time-conditioned UNet (seed Algorithm 2).
 inline torch::Tensor sample_time_flow(scoreflow::models::TimeConditionalUNet net, std::int64_t n, const FlowSampling& s,
@@ -62,7 +81,7 @@ inline torch::Tensor sample_time_flow(scoreflow::models::TimeConditionalUNet net
   std::vector<torch::Tensor> parts;
   for (std::int64_t done = 0; done < n; done += s.chunk) {
     const auto k = std::min(s.chunk, n - done);
-    parts.push_back(with_solver(s.solver, s.steps, [&](auto schedule) {
+    parts.push_back(with_solver(s, [&](auto schedule) {
       return scoreflow::Sampler{schedule}.sample(model, scoreflow::PureNoise<torch::Tensor>{torch::zeros({k, 1, 28, 28}, device)}, gen);
     }).cpu());
   }
@@ -81,7 +100,7 @@ inline torch::Tensor sample_class_flow(scoreflow::models::ClassConditionalUNet n
     const auto k = std::min(s.chunk, n - done);
     const auto cond =
         scoreflow::models::one_hot(labels.slice(0, done, done + k), scoreflow::models::num_classes(net)).to(device);
-    parts.push_back(with_solver(s.solver, s.steps, [&](auto schedule) {
+    parts.push_back(with_solver(s, [&](auto schedule) {
       scoreflow::Sampler sampler{schedule, scoreflow::ClassifierFree<torch::Tensor>{s.gamma, torch::zeros_like(cond)},
                                  scoreflow::SinglePrompt<torch::Tensor>{cond}};
       return sampler.sample(model, scoreflow::PureNoise<torch::Tensor>{torch::zeros({k, 1, 28, 28}, device)}, gen,

@@ -96,17 +96,18 @@ inline constexpr std::string_view comparison_result = "${title}: loss ${loss}, C
 // ---- §2.7 (not in the seed): solvers and the core's policies on the class-conditioned flow ----
 inline constexpr FigureText solver{
     "B 2.7", "${solver}, ${steps} steps", "b27_${solver}_${steps}.png",
-    "${calls} model calls per sample (a batched CFG call counts once), γ = ${gamma}"};
+    "${sampling}: ${calls} model calls per sample (a batched CFG call counts once), γ = ${gamma}"};
 inline constexpr FigureText sweep_fd{
     "B 2.7", "Quality against model calls: every solver", "b27_sweep_fd.png",
-    "Fréchet distance of ${samples} class-conditioned samples (40 per digit, CFG γ = ${gamma}) against model calls per "
-    "sample, one line per solver, the same initial noise for every point; the flat line is the seed's sampler (${reference}). "
+    "Fréchet distance of ${samples} class-conditioned samples (${per_class} per digit, CFG γ = ${gamma}) against model calls per "
+    "sample, one line per solver (${grid}), the same initial noise for every point; the flat line is the seed's sampler "
+    "(${reference}). "
     "Each point's samples: samples/sweep-flow-<solver>-<calls>-*-ubyte."};
 inline constexpr FigureText sweep_rmse{
     "B 2.7", "Distance to the converged solution against model calls", "b27_sweep_rmse.png",
     "RMS pixel distance ([0, 1] units) of each run's samples to the reference's samples from the same initial noise "
     "(${reference}): how far each solver's solution of the ODE is from the converged one. FD and CAS above cannot show "
-    "this: with our lenient evaluator a blurry but plausible set scores as well as the reference."};
+    "this: on these small models coarse steps can read better than the converged solution."};
 inline constexpr FigureText sweep_cas{
     "B 2.7", "CAS against model calls: every solver", "b27_sweep_cas.png",
     "The same runs as above scored by CAS (the evaluator's accuracy on the intended digit); flat line: ${reference}."};
