@@ -61,7 +61,7 @@ examples::PartBConfig tiny_part_b() {
   c.denoiser_hidden = 8, c.denoiser_epochs = 1, c.denoiser_batch = 64;
   c.flow_hidden = 8, c.flow_epochs = 1, c.time_flow_epochs = 1, c.comparison_epochs = 1;
   c.snapshot_epochs = {1};
-  c.groupnorm_recipe.warmup_steps = 2;  // the tiny run has 16 steps
+  c.class_recipe.warmup_steps = c.groupnorm_recipe.warmup_steps = 2;  // the tiny run has 8 steps
   c.sampling.steps = 4;
   c.eval_per_class = 4, c.comparison_per_class = 4, c.sweep_per_class = 4;
   c.solver_sweep = {{{"euler"}, 4}, {{"heun"}, 2}};
