@@ -49,7 +49,7 @@ struct FlowSampling {
   double gamma = 5.0;            ///< seed §2.6: CFG γ = 5
   std::int64_t chunk = 250;      ///< images per sampler run (memory bound)
   /// Where the steps lie, by name (common/solvers.hpp): the seed's uniform grid, or SD3's shift
-  /// grid (Esser et al. 2024, eq. 23), which spends more of them near the noise.
+  /// grid (Esser et al. 2024, §5.3.2; FlowGrid::shifted), which spends more of them near the noise.
   std::string grid = "uniform";
   double shift = 1.0;            ///< the shift grid's s (1: the uniform grid)
 };
