@@ -106,6 +106,7 @@ struct PartBConfig {
     // Euler at 300 steps (`gallery --sweep-solvers all --sweep-calls 4,6,8,10` runs every solver).
     // Midpoint, not Heun: Heun's corrector evaluates the model at t = 1, and on the shift grid's
     // long last interval that left noise in every sample (stop 24: CAS 0%, FD 5,222-16,910).
+    // Midpoint fails there at 2-3 steps too (CAS 2% / 25%) but reads 76% at 5.
     c.call_sweep = {{"euler", "midpoint", "dpmpp_2m", "unipc_bh2"}, {4, 6, 10}};
     c.sweep_per_class = 10;
     // The main model (the seed's BatchNorm UNet) trains with an EMA of the weights, a warm-up and
