@@ -422,7 +422,8 @@ inline sm::ClassConditionalUNet part_b_class_flows(const PartBConfig& cfg, Conte
 /// Quality against model calls: the seed's 300 Euler steps and cheaper solvers, on the same
 /// model and the same noise (generator seed + 10).
 inline void part_b_solver_sweep(const PartBConfig& cfg, Context& ctx, const sm::ClassConditionalUNet& net, Report& report) {
-  const auto labels = digit_labels(cfg.sweep_per_class > 0 ? cfg.sweep_per_class : cfg.eval_per_class);
+  const auto per_class = cfg.sweep_per_class > 0 ? cfg.sweep_per_class : cfg.eval_per_class;
+  const auto labels = digit_labels(per_class);
   for (const auto& [solver, steps] : cfg.solver_sweep) {
     FlowSampling s = cfg.sampling;
     s.solver = solver, s.steps = steps;
@@ -460,7 +461,7 @@ inline void part_b_solver_sweep(const PartBConfig& cfg, Context& ctx, const sm::
              std::string(text_b::sweep_cas.image),
              std::string(text_b::sweep_rmse.image), report);
   const Blanks blanks{{"reference", sampling_text(ref)}, {"gamma", fmt(cfg.sampling.gamma)},
-                      {"samples", std::to_string(labels.size(0))}, {"per_class", std::to_string(labels.size(0) / 10)},
+                      {"samples", std::to_string(labels.size(0))}, {"per_class", std::to_string(per_class)},
                       {"grid", grid_text(cfg.sampling)}};
   report.add(figure(text_b::sweep_fd, blanks, sweep_numbers(points, qr)));
   report.add(figure(text_b::sweep_cas, blanks));
