@@ -5,6 +5,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_sampler_contract {
+
 using namespace scoreflow;
 
 namespace {
@@ -132,3 +134,4 @@ TEST_CASE_TEMPLATE("dynamic thresholding keeps x̂₀ within [−1, 1] in the fi
   CHECK(sftest::moments(raw).mean > 2.5);
   for (double e : ops::to_vector(clipped)) CHECK(std::abs(e) <= 1.0 + 1e-6);
 }
+}  // namespace test_sampler_contract

@@ -10,6 +10,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_sampler_oracles {
+
 using namespace scoreflow;
 
 namespace {
@@ -105,3 +107,4 @@ TEST_CASE("flow solver order: Euler is first order, midpoint and Heun second ord
   CHECK(error(Heun{}, 20) < seed_error);
   CHECK(error(Midpoint{}, 10) < seed_error);
 }
+}  // namespace test_sampler_oracles

@@ -4,6 +4,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_backend_agreement {
+
 using namespace scoreflow;
 
 namespace {
@@ -69,3 +71,4 @@ TEST_CASE("torch::Tensor and xt::xarray<float> sample identical images") {
                    run(Sampler{FlowSchedule<Midpoint>{FlowGrid::uniform(20)}}, flow, pt)) <= 1e-5);
   }
 }
+}  // namespace test_backend_agreement

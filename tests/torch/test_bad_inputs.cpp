@@ -32,6 +32,8 @@
 #include "scoreflow/torch/io/loss_log.hpp"
 #include "torch/data_helpers.hpp"
 
+namespace test_bad_inputs {
+
 using namespace scoreflow;
 using sftest::Bytes;
 namespace fs = std::filesystem;
@@ -526,3 +528,4 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "bad inputs: each is a clear exception, 
   }
   if (const char* out = std::getenv("SCOREFLOW_BAD_INPUT_TABLE")) std::ofstream(out) << markdown;
 }
+}  // namespace test_bad_inputs

@@ -13,6 +13,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_composition_oracles {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -329,3 +331,4 @@ TEST_CASE_TEMPLATE("composition oracle: a hybrid (low pass of μ₁, high pass o
   CHECK(max_abs(field, v2) > 0.3);
   check_both_schedules<T>(Factorized<T>::hybrid(m1, m2, blur), batch, field, "hybrid (blur 5, sigma 1)");
 }
+}  // namespace test_composition_oracles

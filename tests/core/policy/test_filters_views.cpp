@@ -3,6 +3,8 @@
 
 #include "backends.hpp"
 
+namespace test_filters_views {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -97,3 +99,4 @@ TEST_CASE("views: a user permutation must be invertible") {
   CHECK_THROWS_WITH_AS(View::permutation({0, 3, 1}), doctest::Contains("no inverse"), invalid_option);
   CHECK_THROWS_AS(View::permutation({1, 0}).apply(xt::xarray<double>::from_shape({1, 1, 3, 3})), shape_error);
 }
+}  // namespace test_filters_views

@@ -9,6 +9,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_guidance_methods {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -339,3 +341,4 @@ TEST_CASE_TEMPLATE("guidance rules equal diffusers' numbers on recorded inputs",
   const GuidanceContext first{.step = 1, .total_steps = 10};
   CHECK(ops::to_vector(ZeroStarCfg{1}(u0, c0, 5.0, first)) == std::vector<double>(8, 0.0));
 }
+}  // namespace test_guidance_methods

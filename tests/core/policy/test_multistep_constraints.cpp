@@ -12,6 +12,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_multistep_constraints {
+
 using namespace scoreflow;
 
 namespace {
@@ -118,3 +120,4 @@ TEST_CASE_TEMPLATE("a RePaint jump back clears the multistep history", T, SCOREF
   });
   CHECK(checked > 0);
 }
+}  // namespace test_multistep_constraints

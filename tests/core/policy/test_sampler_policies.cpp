@@ -6,6 +6,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_sampler_policies {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -292,3 +294,4 @@ TEST_CASE_TEMPLATE("SDEdit equals the iterative denoiser started from the noised
     CHECK(sftest::max_abs_diff(sdedit, iterative) <= sftest::tolerance<T>());
   }
 }
+}  // namespace test_sampler_policies

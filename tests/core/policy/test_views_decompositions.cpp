@@ -12,6 +12,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_views_decompositions {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -335,3 +337,4 @@ TEST_CASE_TEMPLATE("anagram reductions: alternate evaluates one prompt per step;
   REQUIRE(batches.size() == 10);
   for (auto b : batches) CHECK(b == 2 * 3 * 2);
 }
+}  // namespace test_views_decompositions

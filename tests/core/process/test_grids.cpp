@@ -20,6 +20,8 @@
 #include "backends.hpp"
 #include "reference/grids.inc"
 
+namespace test_grids {
+
 using namespace scoreflow;
 namespace ref = sfref_grids;
 
@@ -386,3 +388,4 @@ TEST_CASE("grid builders name each bad option") {
   CHECK_THROWS_WITH_AS(static_cast<void>(ResolutionShift{.base_shift = std::nan("")}.mu(64)), Contains("base_shift = nan"), invalid_option);
   CHECK_THROWS_WITH_AS(static_cast<void>(ResolutionShift{.max_shift = std::nan("")}.mu(64)), Contains("max_shift = nan"), invalid_option);
 }
+}  // namespace test_grids

@@ -2,6 +2,8 @@
 
 #include "backends.hpp"
 
+namespace test_noise_schedule {
+
 using namespace scoreflow;
 
 TEST_CASE("cosine schedule equals DeepFloyd IF / diffusers squaredcos_cap_v2") {
@@ -121,3 +123,4 @@ TEST_CASE("time grids") {
                          doctest::Contains("grid[0] = 990"), invalid_option);
   }
 }
+}  // namespace test_noise_schedule

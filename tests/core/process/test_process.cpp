@@ -2,6 +2,8 @@
 
 #include "backends.hpp"
 
+namespace test_process {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -134,3 +136,4 @@ TEST_CASE_TEMPLATE("one formulation: every schedule's data_estimate recovers the
     }
   }
 }
+}  // namespace test_process

@@ -14,6 +14,8 @@
 #include "oracles.hpp"
 #include "reference/zsnr_linear1000.inc"
 
+namespace test_zero_terminal_snr {
+
 using namespace scoreflow;
 
 namespace {
@@ -222,3 +224,4 @@ TEST_CASE_TEMPLATE("an ε-predicting model at ᾱ = 0 stops the sampler with an 
   const T x = Sampler{DiffusionSchedule<DDIMStep>{table, DiffusionGrid::spaced(10), DDIMStep{}}}.sample(model, PureNoise<T>{prototype}, g3);
   for (double e : ops::to_vector(x)) CHECK(std::isfinite(e));
 }
+}  // namespace test_zero_terminal_snr

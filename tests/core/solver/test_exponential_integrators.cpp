@@ -20,6 +20,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_exponential_integrators {
+
 using namespace scoreflow;
 
 namespace {
@@ -519,3 +521,4 @@ TEST_CASE_TEMPLATE("exponential integrators on every backend: finite, and float 
   check("DEIS 3", DEIS{.order = 3});
   check("IPNDM 4", IPNDM{});
 }
+}  // namespace test_exponential_integrators

@@ -20,6 +20,8 @@
 #include "oracles.hpp"
 #include "reference/kdiffusion_samplers.inc"
 
+namespace test_k_diffusion {
+
 using namespace scoreflow;
 
 namespace {
@@ -582,3 +584,4 @@ TEST_CASE_TEMPLATE(
   check("KLMS", KLMS{4}, sfref::kKd_Lms4_karras10_steps);
   check("KDPMPP2M", KDPMPP2M{}, sfref::kKd_DpmPP2M_karras10_steps);
 }
+}  // namespace test_k_diffusion

@@ -32,6 +32,8 @@
 #include "reference/diffusers_dpmsolver.inc"
 #include "reference/diffusers_unipc.inc"
 
+namespace test_reference_diffusers {
+
 using namespace scoreflow;
 
 namespace {
@@ -228,3 +230,4 @@ TEST_CASE("reference: DEIS equals diffusers' DEISMultistepScheduler(deis, logrho
 }
 
 #undef SF_CASE
+}  // namespace test_reference_diffusers

@@ -11,6 +11,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_runge_kutta {
+
 using namespace scoreflow;
 
 namespace {
@@ -242,3 +244,4 @@ TEST_CASE_TEMPLATE("runge-kutta: RK4 and Dopri5 on every backend", B, SCOREFLOW_
   d.rtol = d.atol = 1e-6;
   check(FlowSchedule{FlowGrid({0.0, 1.0}), d}, "Dopri5, tol 1e-6");
 }
+}  // namespace test_runge_kutta

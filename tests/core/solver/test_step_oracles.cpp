@@ -17,6 +17,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_step_oracles {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -282,3 +284,4 @@ TEST_CASE_TEMPLATE("step oracle: learned-range variance is β̃ at v = −1, β 
   CHECK(exact.variance > ddpm_moments(table, grid, Var::small).variance + 10 * se);
   CHECK(exact.variance < ddpm_moments(table, grid, Var::large).variance - 10 * se);
 }
+}  // namespace test_step_oracles

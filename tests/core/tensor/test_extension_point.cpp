@@ -8,15 +8,16 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
-namespace {
+namespace test_extension_point {
 struct Plain {
   std::vector<double> v;
   scoreflow::Shape shape;
 };
-}  // namespace
+}  // namespace test_extension_point
 
 template <>
-struct scoreflow::tensor_traits<Plain> {
+struct scoreflow::tensor_traits<test_extension_point::Plain> {
+  using Plain = test_extension_point::Plain;
   static Shape shape(const Plain& x) { return x.shape; }
   template <class F>
   static Plain map2(const Plain& x, const Plain& y, F f) {
@@ -74,6 +75,8 @@ struct scoreflow::tensor_traits<Plain> {
   static std::vector<double> to_vector(const Plain& x) { return x.v; }
   static Plain from_vector(const std::vector<double>& v, const Shape& s, const Plain&) { return {v, s}; }
 };
+
+namespace test_extension_point {
 
 using namespace scoreflow;
 using Array = xt::xarray<double>;
@@ -138,3 +141,4 @@ TEST_CASE("an arithmetic-only backend samples exactly as xtensor's fast paths do
                          doctest::Contains("needs the image operations"), invalid_option);
   }
 }
+}  // namespace test_extension_point

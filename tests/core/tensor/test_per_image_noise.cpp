@@ -6,6 +6,8 @@
 #include "backends.hpp"
 #include "oracles.hpp"
 
+namespace test_per_image_noise {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -83,3 +85,4 @@ TEST_CASE_TEMPLATE("per-image noise: one batch, two batches and single images sa
   // The images differ from one another (the streams are not shared).
   CHECK(slice(whole, 0, 1, 16) != slice(whole, 1, 1, 16));
 }
+}  // namespace test_per_image_noise

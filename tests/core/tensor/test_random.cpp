@@ -7,6 +7,8 @@
 
 #include "backends.hpp"
 
+namespace test_random {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -96,3 +98,4 @@ TEST_CASE("random_permutation is a seeded, unbiased Fisher–Yates (training shu
   CHECK(seen == std::set<std::uint64_t>{0, 1, 2});
   CHECK_THROWS_AS(uniform_index(g, 0), invalid_option);
 }
+}  // namespace test_random

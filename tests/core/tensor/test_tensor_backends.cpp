@@ -3,6 +3,8 @@
 
 #include "backends.hpp"
 
+namespace test_tensor_backends {
+
 using namespace scoreflow;
 using sftest::make;
 
@@ -83,3 +85,4 @@ TEST_CASE("generator: reproducible and seed-dependent") {
     CHECK(va != c.next_u64());
   }
 }
+}  // namespace test_tensor_backends

@@ -8,6 +8,8 @@
 #include "scoreflow/torch/data/dataset.hpp"
 #include "torch/data_helpers.hpp"
 
+namespace test_dataset {
+
 using namespace scoreflow;
 using sftest::check_io_error;
 
@@ -167,3 +169,4 @@ TEST_CASE("dataset: the real Fashion-MNIST training set batches as expected") {
   auto last = loader.epoch(0)[234];
   CHECK(last.images.size(0) == 60000 - 234 * 256);
 }
+}  // namespace test_dataset

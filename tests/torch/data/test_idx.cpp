@@ -7,6 +7,8 @@
 #include "scoreflow/torch/data/idx.hpp"
 #include "torch/data_helpers.hpp"
 
+namespace test_idx {
+
 using namespace scoreflow;
 using sftest::Bytes;
 using sftest::check_io_error;
@@ -207,3 +209,4 @@ TEST_CASE("idx: the real Fashion-MNIST test set reads as 10000 images, 1000 per 
   CHECK(images.max().item<float>() == 1.0f);
   CHECK(torch::equal(torch::bincount(labels), torch::full({10}, 1000, torch::kLong)));
 }
+}  // namespace test_idx

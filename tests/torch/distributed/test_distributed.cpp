@@ -16,6 +16,8 @@
 #include "scoreflow/torch/distributed/process_group.hpp"
 #include "scoreflow/torch/training/training_rng.hpp"
 
+namespace test_distributed {
+
 namespace dist = scoreflow::distributed;
 
 namespace {
@@ -227,3 +229,4 @@ TEST_CASE("GradientBuckets: every gradient summed over ranks, buckets in order, 
       CHECK(during == 0);
   }
 }
+}  // namespace test_distributed

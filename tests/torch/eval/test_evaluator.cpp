@@ -11,6 +11,8 @@
 #include "scoreflow/torch/eval/evaluator.hpp"
 #include "scoreflow/torch/eval/sample_quality.hpp"
 
+namespace test_evaluator {
+
 using namespace scoreflow;
 
 namespace {
@@ -336,3 +338,4 @@ TEST_CASE("evaluator inputs: bad shapes, labels, sizes and NaN images are clear 
   CHECK_THROWS_AS(require_accuracy(std::nan(""), 0.5, "fashion"), evaluator_accuracy_error);
   CHECK_THROWS_AS(require_accuracy(0.9, 1.5, "fashion"), invalid_option);
 }
+}  // namespace test_evaluator

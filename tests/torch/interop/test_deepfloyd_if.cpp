@@ -12,6 +12,8 @@
 #include "scoreflow/torch/interop/torchscript_denoiser.hpp"
 #include "scoreflow/torch/tensor.hpp"
 
+namespace test_deepfloyd_if {
+
 using namespace scoreflow;
 
 namespace {
@@ -537,3 +539,4 @@ TEST_CASE("prompt embeddings: wrong shapes and malformed files are named") {
   check_file(two, "entry 1: prompt 'narrow': embedding width 4 differs from the width 8");
   sftest::check_io_error([&] { (void)PromptEmbeddings::load(dir / "absent.sfemb"); }, dir / "absent.sfemb", "no such file");
 }
+}  // namespace test_deepfloyd_if

@@ -8,6 +8,8 @@
 #include "scoreflow/torch/io/image_io.hpp"
 #include "torch/data_helpers.hpp"
 
+namespace test_image_io {
+
 using namespace scoreflow;
 using sftest::Bytes;
 using sftest::check_io_error;
@@ -215,3 +217,4 @@ TEST_CASE("image_io: save_png refuses bad tensors and never leaves a partial fil
   check_io_error([&] { save_png(dir / "busy.png", torch::zeros({1, 2, 2})); }, dir / "busy.png", "cannot rename");
   CHECK_FALSE(std::filesystem::exists(dir / "busy.png.tmp"));
 }
+}  // namespace test_image_io

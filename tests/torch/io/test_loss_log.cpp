@@ -8,6 +8,8 @@
 #include "scoreflow/torch/io/loss_log.hpp"
 #include "torch/data_helpers.hpp"
 
+namespace test_loss_log {
+
 using namespace scoreflow;
 using sftest::check_io_error;
 
@@ -149,3 +151,4 @@ TEST_CASE("loss_log: resume_loss_log cuts the records after the checkpoint's ste
   resume_loss_log(path, 0);
   CHECK(text(path) == "step,epoch,loss,lr\n");
 }
+}  // namespace test_loss_log

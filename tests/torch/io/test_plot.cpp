@@ -7,6 +7,8 @@
 #include "scoreflow/torch/io/plot.hpp"
 #include "torch/data_helpers.hpp"
 
+namespace test_plot {
+
 using namespace scoreflow;
 using sftest::check_io_error;
 
@@ -70,3 +72,4 @@ TEST_CASE("plot: a loss log becomes a PNG of the requested size") {
   CHECK(sftest::read_bytes(png) == before);
   CHECK_FALSE(std::filesystem::exists(dir / "curve.png.tmp"));
 }
+}  // namespace test_plot

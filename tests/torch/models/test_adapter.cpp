@@ -11,6 +11,8 @@
 #include "scoreflow/torch/models/unet.hpp"
 #include "scoreflow/torch/tensor.hpp"
 
+namespace test_adapter {
+
 using namespace scoreflow;
 using namespace scoreflow::models;
 using sftest::SingleThread;
@@ -228,3 +230,4 @@ TEST_CASE_FIXTURE(SingleThread, "one_step_denoiser: one Euler step from t = 0 to
   // The time argument is ignored: the same under a diffusion time.
   CHECK(torch::equal(model.fn(eps, Timestep{10}, NoCondition{}), model.fn(eps, FlowTime{0.3}, NoCondition{})));
 }
+}  // namespace test_adapter

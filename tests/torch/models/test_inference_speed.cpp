@@ -12,6 +12,8 @@
 #include "scoreflow/torch/models/inference.hpp"
 #include "scoreflow/torch/models/unet.hpp"
 
+namespace test_inference_speed {
+
 namespace sm = scoreflow::models;
 
 namespace {
@@ -263,3 +265,4 @@ TEST_CASE_FIXTURE(sftest::SingleThread, "under_conditions through the adapters a
   CHECK(max_abs_diff(shared, copied) < 1e-4);
   CHECK(shared.abs().max().item<double>() > 0.1);
 }
+}  // namespace test_inference_speed

@@ -7,6 +7,8 @@
 #include "torch/model_helpers.hpp"
 #include "scoreflow/torch/models/unet.hpp"
 
+namespace test_unet {
+
 using namespace scoreflow::models;
 using sftest::SingleThread;
 using sftest::calibrate_batchnorm;
@@ -154,3 +156,4 @@ TEST_CASE_FIXTURE(SingleThread, "UNets backpropagate into every parameter") {
     CHECK(p.value().grad().abs().sum().item<double>() > 0.0);
   }
 }
+}  // namespace test_unet

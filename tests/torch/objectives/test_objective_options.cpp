@@ -14,6 +14,8 @@
 #include "scoreflow/torch/training/batchnorm_statistics.hpp"
 #include "scoreflow/torch/training/objectives.hpp"
 
+namespace test_objective_options {
+
 namespace tr = scoreflow::training;
 namespace sm = scoreflow::models;
 using sftest::SingleThread;
@@ -208,3 +210,4 @@ TEST_CASE_FIXTURE(SingleThread, "recalibrate_batchnorm: the statistics of the cu
   CHECK_THROWS_WITH_AS(tr::recalibrate_batchnorm(net, objective, data, {.batches = 0}),
                        doctest::Contains("recalibration batches"), scoreflow::invalid_option);
 }
+}  // namespace test_objective_options

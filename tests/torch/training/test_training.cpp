@@ -14,6 +14,8 @@
 #include "scoreflow/torch.hpp"
 #include "scoreflow/torch/data/dataset.hpp"
 
+namespace test_training {
+
 using namespace scoreflow;
 using namespace scoreflow::models;
 using namespace scoreflow::training;
@@ -648,3 +650,4 @@ TEST_CASE_FIXTURE(SingleThread, "weights round-trip; load_weights also reads a c
   CHECK_THROWS_WITH_AS(load_weights(dir / "w.pt", *wrong), doctest::Contains("fc1_c"), checkpoint_error);
   fs::remove_all(dir);
 }
+}  // namespace test_training

@@ -16,6 +16,8 @@
 #include "torch/scratch_dir.hpp"
 #include "scoreflow/torch.hpp"
 
+namespace test_training_options {
+
 using namespace scoreflow;
 using namespace scoreflow::models;
 using namespace scoreflow::training;
@@ -573,3 +575,4 @@ TEST_CASE_FIXTURE(SingleThread, "a warm-up longer than the run is an error at fi
   CHECK(fit_with({.warmup_steps = 20}) == 20);  // a warm-up may fill the run
   CHECK(fit_with({.warmup_steps = 19, .cosine = true}) == 20);
 }
+}  // namespace test_training_options
