@@ -59,7 +59,8 @@ examples::PartBConfig tiny_part_b() {
   auto c = examples::PartBConfig::quick();
   c.train_limit = 512;
   c.denoiser_hidden = 8, c.denoiser_epochs = 1, c.denoiser_batch = 64;
-  c.flow_hidden = 8, c.flow_epochs = 1, c.time_flow_epochs = 1, c.comparison_epochs = 1;
+  c.flow_hidden = 8, c.flow_epochs = 1, c.time_flow_epochs = 1, c.comparison_epochs = 1, c.class_flow_batch = 64;
+  c.groupnorm_groups = 8;  // off in quick, but CI's smoke test keeps B 2.8's code path covered
   c.snapshot_epochs = {1};
   c.class_recipe.warmup_steps = c.groupnorm_recipe.warmup_steps = 2;  // the tiny run has 8 steps
   c.sampling.steps = 4;

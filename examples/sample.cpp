@@ -219,7 +219,8 @@ Loaded load_model(const Options& o, torch::Device device) {
   // options have to match the training run.
   const auto load = [&](torch::nn::Module& net) {
     try {
-      sf::training::load_weights(o.weights, net);
+      // A checkpoint of a run with an EMA samples from the average, as the gallery does.
+      if (sf::training::load_sampling_weights(o.weights, net)) m.description += " (EMA of the weights)";
     } catch (const sf::training::checkpoint_error& e) {
       throw sf::training::checkpoint_error(std::string(e.what()) + " (--model, --hidden, --norm, --num-classes, --channels and "
                                  "--image-size must be those of the training run)");

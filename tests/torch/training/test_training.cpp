@@ -650,4 +650,32 @@ TEST_CASE_FIXTURE(SingleThread, "weights round-trip; load_weights also reads a c
   CHECK_THROWS_WITH_AS(load_weights(dir / "w.pt", *wrong), doctest::Contains("fc1_c"), checkpoint_error);
   fs::remove_all(dir);
 }
+
+TEST_CASE_FIXTURE(SingleThread, "load_sampling_weights: a checkpoint with an EMA gives the average, one without gives the weights") {
+  const auto dir = temp_dir("sampling_weights");
+  const auto data = synthetic_digits(32, 13);
+  torch::manual_seed(1);
+  TimeConditionalUNet net(UNetOptions{.hidden = 4});
+  Trainer t(net, FlowMatching{}, TrainOptions{.batch_size = 16, .lr = 1e-3, .ema = EmaOptions{.decay = 0.9}});
+  t.fit(tensor_source(data.images, data.labels));
+  t.save_checkpoint(dir / "ema.pt");
+  torch::manual_seed(3);
+  TimeConditionalUNet averaged(UNetOptions{.hidden = 4});
+  t.copy_ema_to(*averaged);
+  REQUIRE_FALSE(same_weights(*net, *averaged));  // the average differs from the last iterate
+  torch::manual_seed(2);
+  TimeConditionalUNet other(UNetOptions{.hidden = 4});
+  CHECK(load_sampling_weights(dir / "ema.pt", *other));
+  CHECK(same_weights(*averaged, *other));
+  Trainer plain(net, FlowMatching{}, TrainOptions{.batch_size = 16, .lr = 1e-3});
+  plain.save_checkpoint(dir / "plain.pt");
+  save_weights(dir / "w.pt", *net);
+  for (const char* file : {"plain.pt", "w.pt"}) {
+    CHECK_FALSE(load_sampling_weights(dir / file, *other));
+    CHECK(same_weights(*net, *other));
+  }
+  ClassConditionalUNet wrong(UNetOptions{.hidden = 4});
+  CHECK_THROWS_WITH_AS(load_sampling_weights(dir / "ema.pt", *wrong), doctest::Contains("fc1_c"), checkpoint_error);
+  fs::remove_all(dir);
+}
 }  // namespace test_training

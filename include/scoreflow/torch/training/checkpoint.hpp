@@ -241,6 +241,19 @@ inline void load_weights(const std::filesystem::path& file, torch::nn::Module& m
   detail::assign(detail::matched_model(archive, model, file));
 }
 
+/// Loads the weights to sample with: a checkpoint written by a run that keeps an EMA of the
+/// weights gives its averages (parameters and buffers, as save_averaged_weights writes them);
+/// a weight file, or a checkpoint without an EMA, gives the weights themselves, as load_weights.
+/// Returns whether the EMA was loaded. Sampling from the raw weights of an EMA run would show the
+/// noisier iterate the EMA exists to smooth (Karras et al. 2024 §3), so samplers should call this.
+inline bool load_sampling_weights(const std::filesystem::path& file, torch::nn::Module& model) {
+  auto archive = detail::open_archive(file, detail::kKindWeights, detail::device_of(model));
+  torch::serialize::InputArchive ema;
+  const bool averaged = archive.try_read("ema", ema);
+  detail::assign(detail::matched_model(averaged ? ema : archive, model, file));
+  return averaged;
+}
+
 namespace detail {
 /// Which optimizer wrote a checkpoint (the trainer entry's "optimizer_kind"): Adam and AdamW keep
 /// the same state entries, so without the tag one would load the other's file silently. 0: an
