@@ -32,13 +32,14 @@ struct Context {
 /// The evaluator's note on the page (section "B 0", where Part B begins).
 inline constexpr NoteText evaluator_note{
     "B 0", "Evaluator",
-    "CAS and Fréchet distances come from a CNN classifier (scoreflow/torch/eval/evaluator.hpp) trained on the ${images} "
+    "CAS and Fréchet distances come from an ensemble of ${members} CNN classifiers (scoreflow/torch/eval/evaluator.hpp; "
+    "independently seeded, their class probabilities averaged, their features concatenated) trained on the ${images} "
     "real training images of ${dataset} only, never on generated ones, with random affine augmentation and an 11th "
     "class, \"reject\", learnt from degraded real images (blurred, strokes erased, two digits overlaid, scribbles, "
     "noise): a blurry or broken sample is read as reject, which counts as wrong. It is trained once per dataset and "
     "cached (${cache_state}). Measured by this run on the ${held_out} held-out real images: accuracy ${accuracy}% "
     "(issue 15's target: 99% on MNIST; the gallery stops below ${threshold}%), ${rejected}% of them read as reject; per class, how the held-out images "
-    "are read: ${confusion}. Fréchet distances use its 128-d penultimate features on a stated number n of images a "
+    "are read: ${confusion}. Fréchet distances use its ${feature_dims}-d penultimate features on a stated number n of images a "
     "side, beside the distance from n real training images to the same n held-out ones (the floor at that n: the "
     "distance depends on n), so they are comparable within this gallery, not with published FIDs."};
 
@@ -84,7 +85,7 @@ inline scoreflow::DigitClassifier cached_classifier(const scoreflow::ImageDatase
   options.device = device;
   if (epochs > 0) options.epochs = epochs;  // CI's tiny gallery: a short run, with its own threshold
   const auto file = cache / ("evaluator-" + dataset + "-n" + std::to_string(train.size()) + "-e" +
-                             std::to_string(options.epochs) + ".pt");
+                             std::to_string(options.epochs) + "-m" + std::to_string(options.members) + ".pt");
   scoreflow::DigitClassifier net(nullptr);
   const bool cached = std::filesystem::exists(file);
   if (cached) {
@@ -95,8 +96,9 @@ inline scoreflow::DigitClassifier cached_classifier(const scoreflow::ImageDatase
     // machine's core count; the README's accuracy was measured this way.
     const int threads = torch::get_num_threads();
     scoreflow::models::set_cpu_threads(1);
-    net = scoreflow::train_classifier(train, options, [](int e, double loss) {
-      std::fprintf(stderr, "[scoreflow] classifier epoch %d loss %.4f\n", e, loss);
+    net = scoreflow::train_classifier(train, options, [&](std::int64_t m, int e, double loss) {
+      std::fprintf(stderr, "[scoreflow] classifier %lld/%lld epoch %d loss %.4f\n", static_cast<long long>(m + 1),
+                   static_cast<long long>(options.members), e, loss);
     });
     scoreflow::models::set_cpu_threads(threads);  // and OpenBLAS back to one thread
     std::filesystem::create_directories(cache);
@@ -110,6 +112,8 @@ inline scoreflow::DigitClassifier cached_classifier(const scoreflow::ImageDatase
   scoreflow::require_accuracy(reading.cas, threshold, dataset);
   if (report)
     report->note(note(evaluator_note, {{"images", std::to_string(train.size())}, {"dataset", dataset},
+                                       {"members", std::to_string(net->member_count())},
+                                       {"feature_dims", std::to_string(net->feature_count())},
                                        {"cache_state", cached ? "this run loaded it from the cache" : "this run trained it"},
                                        {"held_out", std::to_string(test.size())}, {"accuracy", fmt(100 * reading.cas, 4)},
                                        {"threshold", fmt(100 * threshold, 3)}, {"rejected", fmt(100 * reading.rejected, 3)},

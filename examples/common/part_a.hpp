@@ -462,7 +462,9 @@ inline void part_a_evaluator(const PartAConfig& cfg, Context& ctx, const scorefl
   report.timing("evaluator classifier (train or load)", p.finish());
   const std::string training = cfg.classifier_limit > 0 ? "the first " + std::to_string(cfg.classifier_limit) + " MNIST training images"
                                                         : std::string("the full MNIST training split");
-  report.note(note(text_a::evaluator, {{"training", training}, {"accuracy", fmt(100 * acc, 4)}}));
+  report.note(note(text_a::evaluator, {{"training", training}, {"accuracy", fmt(100 * acc, 4)},
+                                               {"members", std::to_string(ctx.classifier->member_count())},
+                                               {"feature_dims", std::to_string(ctx.classifier->feature_count())}}));
 }
 
 /// A 2's samples, in [0, 1] on the CPU: eval_per_class of each digit with CFG, in chunks of 200

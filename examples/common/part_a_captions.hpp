@@ -125,9 +125,9 @@ inline constexpr FigureText hybrid{
 // ---- A 2 (not in the seed): the quality of our DDPM ----
 inline constexpr NoteText evaluator{
     "A 2", "Evaluator",
-    "CAS (classifier accuracy on generated samples against the class asked for) and Fréchet distance use a small CNN "
-    "trained on ${training}; its accuracy on the held-out test split is ${accuracy}%. Fréchet distances use its 128-d "
-    "penultimate features: comparable within this gallery, not with published FIDs."};
+    "CAS (classifier accuracy on generated samples against the class asked for) and Fréchet distance use an ensemble "
+    "of ${members} small CNNs trained on ${training}; its accuracy on the held-out test split is ${accuracy}%. Fréchet "
+    "distances use its ${feature_dims}-d penultimate features: comparable within this gallery, not with published FIDs."};
 inline constexpr FigureText evaluation_guided{
     "A 2", "Class-conditional samples with CFG γ = ${gamma}", "a2_eval_cfg.png",
     "${samples} samples (${per_class} per digit; 4 of each shown, columns 0 … 9), ${grid} DDPM, exported as "

@@ -52,6 +52,7 @@ DigitClassifier& synthetic_classifier() {
     options.epochs = 4;
     options.batch_size = 50;
     options.reject.fraction = 0.5;
+    options.members = 1;  // the ensemble has its own test case below
     return train_classifier(synthetic_digits(50, 1), options);
   }();
   return net;
@@ -75,7 +76,7 @@ DigitClassifier intensity_reader(double slope) {
       bn->running_var.fill_(1.0 - bn->options.eps());
     }
   }
-  auto params = net->named_parameters();
+  auto params = net->member(0)->named_parameters();
   params["fc1.weight"][0].slice(0, 0, 49).fill_(1.0 / 49);
   for (std::int64_t k = 0; k < 10; ++k) {
     params["fc2.weight"][k][0] = slope * static_cast<double>(k);
@@ -220,7 +221,8 @@ TEST_CASE("classifier features: real vs real is close, real vs noise far; save a
   const auto a = synthetic_digits(40, 11), b = synthetic_digits(40, 12);
   const auto features = classifier_features(net, a.images);
   CHECK(features.size(0) == 400);
-  CHECK(features.size(1) == DigitClassifierImpl::kFeatures);
+  CHECK(features.size(1) == DigitClassifierImpl::kMemberFeatures);
+  CHECK(net->feature_count() == DigitClassifierImpl::kMemberFeatures);
   CHECK(net->forward(a.images.slice(0, 0, 3)).size(1) == 11);
   const double fd_real = classifier_frechet_distance(net, a.images, b.images);
   torch::manual_seed(6);
@@ -244,8 +246,75 @@ TEST_CASE("classifier features: real vs real is close, real vs noise far; save a
   // A checkpoint of another module (e.g. the 2-conv classifier of earlier versions) says so.
   torch::nn::Linear other(3, 2);
   torch::save(other, junk.string());
-  CHECK_THROWS_WITH_AS(load_classifier(junk), doctest::Contains("architecture version 2"), io_error);
+  CHECK_THROWS_WITH_AS(load_classifier(junk), doctest::Contains("records no architecture version"), io_error);
+  // The one-network evaluator of version 2 is refused by its version, not by a torch error.
+  struct Version2 : torch::nn::Module {
+    Version2() { register_buffer("architecture_version", torch::full({1}, 2, torch::kLong)); }
+  };
+  torch::save(std::make_shared<Version2>(), junk.string());
+  CHECK_THROWS_WITH_AS(load_classifier(junk), doctest::Contains("architecture version 2, this scoreflow reads version 3"), io_error);
   std::filesystem::remove(junk);
+}
+
+TEST_CASE("evaluator ensemble: mean member probabilities, concatenated features, member m = a lone net from seed + m") {
+  // Two hand-set readers: the ensemble's softmax is the mean of their closed-form softmaxes.
+  auto a = intensity_reader(1.0), b = intensity_reader(8.0);
+  DigitClassifier both(std::vector<DigitClassifierNet>{a->member(0), b->member(0)});
+  CHECK(both->member_count() == 2);
+  CHECK(both->feature_count() == 2 * DigitClassifierImpl::kMemberFeatures);
+  const std::vector<double> v = {0.05, 0.31, 0.62, 0.93};
+  std::vector<torch::Tensor> images;
+  for (double x : v) images.push_back(torch::full({1, 1, 28, 28}, x));
+  const auto batch = torch::cat(images);
+  const auto probs = torch::softmax(classifier_logits(both, batch).to(torch::kFloat64), 1);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const auto pa = hand_softmax(1.0, v[i]), pb = hand_softmax(8.0, v[i]);
+    for (int k = 0; k < 11; ++k) {
+      CAPTURE(i);
+      CAPTURE(k);
+      CHECK(probs[static_cast<std::int64_t>(i)][k].item<double>() == doctest::Approx((pa[k] + pb[k]) / 2).epsilon(1e-5).scale(1e-6));
+    }
+  }
+  const auto f = classifier_features(both, batch);
+  CHECK(torch::equal(f, torch::cat({classifier_features(a, batch), classifier_features(b, batch)}, 1)));
+
+  // Training: member m of a 2-member run equals a 1-member run from seed + m (weights, batch
+  // order, augmentation and reject examples all follow the member's seed).
+  const auto set = synthetic_digits(8, 31);
+  ClassifierOptions options;
+  options.epochs = 1;
+  options.batch_size = 40;
+  options.seed = 5;
+  options.members = 2;
+  std::vector<std::pair<std::int64_t, int>> progress;
+  auto ensemble = train_classifier(set, options, [&](std::int64_t m, int e, double) { progress.emplace_back(m, e); });
+  const std::vector<std::pair<std::int64_t, int>> expected_progress = {{0, 1}, {1, 1}};
+  CHECK(progress == expected_progress);
+  options.members = 1;
+  auto first = train_classifier(set, options);
+  options.seed = 6;
+  auto second = train_classifier(set, options);
+  const auto probe = synthetic_digits(2, 32).images;
+  torch::NoGradGuard no_grad;
+  CHECK(torch::equal(ensemble->member(0)->forward(probe), first->forward(probe)));
+  CHECK(torch::equal(ensemble->member(1)->forward(probe), second->forward(probe)));
+  CHECK_FALSE(torch::equal(first->forward(probe), second->forward(probe)));
+
+  // Save and load keep the member count and every reading.
+  const auto file = std::filesystem::temp_directory_path() / "scoreflow_ensemble_test.pt";
+  save_classifier(ensemble, file);
+  auto loaded = load_classifier(file);
+  CHECK(loaded->member_count() == 2);
+  CHECK(torch::equal(classifier_logits(loaded, probe), classifier_logits(ensemble, probe)));
+  CHECK(torch::equal(classifier_features(loaded, probe), classifier_features(ensemble, probe)));
+  std::filesystem::remove(file);
+
+  CHECK_THROWS_WITH_AS(DigitClassifier(std::int64_t{0}), doctest::Contains("classifier.members = 0"), invalid_option);
+  CHECK_THROWS_AS(DigitClassifier(std::int64_t{17}), invalid_option);
+  CHECK_THROWS_AS(DigitClassifier(std::vector<DigitClassifierNet>{}), invalid_option);
+  CHECK_THROWS_WITH_AS(ensemble->member(2), doctest::Contains("the ensemble has 2 members"), invalid_option);
+  options.members = 0;
+  CHECK_THROWS_WITH_AS(train_classifier(set, options), doctest::Contains("classifier.members = 0"), invalid_option);
 }
 
 TEST_CASE("class-balanced selection and the real-vs-real Fréchet reference") {
