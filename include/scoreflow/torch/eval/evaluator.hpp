@@ -4,10 +4,11 @@
 //  - CAS, the classification accuracy score: its accuracy on generated samples against the class
 //    they were generated for (Ravuri & Vinyals 2019, "Classification Accuracy Score for
 //    Conditional Generative Models", NeurIPS);
-//  - the Fréchet distance between Gaussians fitted to its 128-d penultimate features of real and
-//    of generated images (FID's formula, Heusel et al. 2017, "GANs trained by a two time-scale
-//    update rule converge to a local Nash equilibrium", NeurIPS, eq. 6), with this classifier in
-//    place of Inception: numbers are comparable within one gallery, not with published FIDs.
+//  - the Fréchet distance between Gaussians fitted to its penultimate features of real and of
+//    generated images (128-d per network, concatenated over the ensemble; FID's formula, Heusel
+//    et al. 2017, "GANs trained by a two time-scale update rule converge to a local Nash
+//    equilibrium", NeurIPS, eq. 6), with this classifier in place of Inception: numbers are
+//    comparable within one gallery, not with published FIDs.
 //
 // A lenient classifier inflates CAS: a small CNN trained on clean digits reads a blurred or broken
 // digit as the class it resembles most. This one is trained
@@ -410,7 +411,7 @@ inline torch::Tensor classifier_logits(DigitClassifier& net, const torch::Tensor
   return detail::batched(images.to(detail::device_of(net)), 500, [&](const torch::Tensor& b) { return net->forward(b); });
 }
 
-/// Penultimate features [N, 128] (eval mode, no gradients) of images [N,1,28,28].
+/// Penultimate features [N, 128·M] for M members (eval mode, no gradients) of images [N,1,28,28].
 inline torch::Tensor classifier_features(DigitClassifier& net, const torch::Tensor& images) {
   detail::check_eval_images(images, "classifier_features");
   torch::NoGradGuard no_grad;
