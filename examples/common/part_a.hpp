@@ -566,7 +566,7 @@ inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DD
   const auto qs = quality(ctx, xs, labels);
   const SampleBy sample = [&](const SolverChoice& solver, int steps) {
     SampledRun run;
-    run.images = with_diffusion_schedule(solver, m.table, diffusion_grid("linspace", steps, m.table),
+    run.images = with_diffusion_schedule(solver, m.table, diffusion_grid(cfg.sweep_grid, steps, m.table),
                                          [&](auto schedule) { return guided_samples(m, schedule, labels, &run.calls); });
     return run;
   };
@@ -576,7 +576,8 @@ inline void part_a_solver_sweep(const PartAConfig& cfg, Context& ctx, detail::DD
              qr, std::string(text_a::sweep_fd.image), std::string(text_a::sweep_cas.image),
              std::string(text_a::sweep_rmse.image), report);
   const Blanks blanks{{"reference", "DDIM " + std::to_string(cfg.sweep_reference_steps) + " steps"},
-                      {"samples", std::to_string(labels.size(0))}};
+                      {"samples", std::to_string(labels.size(0))},
+                      {"grid", cfg.sweep_grid == "linspace" ? "diffusers' 'linspace'" : "'" + cfg.sweep_grid + "'"}};
   report.add(figure_of(m, text_a::sweep_fd, blanks,
                        sweep_numbers(points, qr,
                                      {{"the seed's loop (strided DDPM, " + std::to_string(seed_calls) + " calls) FD / CAS",

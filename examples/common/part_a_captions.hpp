@@ -140,7 +140,7 @@ inline constexpr FigureText evaluation_unconditional{
 inline constexpr FigureText sweep_fd{
     "A 2", "Quality against model calls: every solver", "a2_sweep_fd.png",
     "Fréchet distance of ${samples} class-conditioned samples (CFG γ = ${gamma}) against model calls per sample, one line "
-    "per solver on diffusers' 'linspace' grid, the same initial noise for every point; the flat line is the converged "
+    "per solver on the ${grid} grid, the same initial noise for every point; the flat line is the converged "
     "ODE (${reference}); the point 'ddpm' is the seed's stochastic strided loop. ${model}. Each point's samples: "
     "samples/sweep-ddpm-<solver>-<calls>-*-ubyte."};
 inline constexpr FigureText sweep_rmse{

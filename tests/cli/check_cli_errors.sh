@@ -64,6 +64,7 @@ check sample "order out of range" --weights "$work/garbage.pt" --solver dpmpp_2m
 check sample "order on a solver without one" --weights "$work/garbage.pt" --solver heun --order 2
 check sample "tolerance not positive" --weights "$work/garbage.pt" --solver dopri5 --rtol 0
 check sample "shift not positive" --weights "$work/garbage.pt" --grid shift --shift -1
+check sample "micro-batch below -1" --weights "$work/garbage.pt" --micro-batch -2
 check sample "flow-only solver on the DDPM" --model ddpm_class --weights "$work/garbage.pt" --solver k_dpm_2
 check sample "bad class list" --weights "$work/garbage.pt" --classes 3,x
 check sample "unknown guidance method" --weights "$work/garbage.pt" --guidance-method bogus
